@@ -1,0 +1,241 @@
+"""What the global options mean: which nodes a command acts on, and where its tokens come from.
+
+``Settings`` (kept in ``ctx.obj`` by the group) is the composition root: ``open_cluster`` resolves nodes
+(``--host``, ``--all-nodes``, ``--os-image-url``), authenticates once (keystoneauth1 session, clouds.yaml, static
+token or none) and builds the library's Cluster. Library modules, httpx and keystoneauth1 are imported inside
+the methods so that ``--help`` and argument parsing load click alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import exitcodes
+from .output import CliError
+
+if TYPE_CHECKING:
+    from glancecache_client.auth import TokenSource
+    from glancecache_client.cluster import Cluster
+
+__all__ = ["NodeChoice", "Settings"]
+
+
+@dataclass(frozen=True)
+class NodeChoice:
+    """The node options as given at one level (before or after the command)."""
+
+    hosts: tuple[str, ...] = ()
+    all_nodes: bool = False
+    node_set: str | None = None
+
+    def merged(self, later: NodeChoice) -> NodeChoice:
+        return NodeChoice(
+            self.hosts + later.hosts,
+            self.all_nodes or later.all_nodes,
+            later.node_set or self.node_set,
+        )
+
+
+@dataclass
+class Settings:
+    """Global options, kept until a command asks for its Cluster."""
+
+    nodes: NodeChoice
+    image_url: str | None = None
+    auth_type: str | None = None
+    cloud: str | None = None
+    token: str | None = None
+    identity: dict[str, str | None] = field(default_factory=dict)
+    default_domain: str | None = "default"
+    insecure: bool = False
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    timeout: float = 30.0
+    debug: bool = False
+
+    # -- nodes -----------------------------------------------------------------------------------------
+
+    def endpoints(self, command_nodes: NodeChoice) -> list[str]:
+        """Normalized, de-duplicated node URLs for this command, or a usage error saying how to give them."""
+        from glancecache_client.errors import InvalidInput
+        from glancecache_client.nodes import normalize_endpoint
+
+        from .config import hosts_from_env, load_node_set
+
+        choice = self.nodes.merged(command_nodes)
+        hosts = list(choice.hosts)
+        if choice.all_nodes or choice.node_set:
+            env_hosts = hosts_from_env()
+            hosts += env_hosts if env_hosts and not choice.node_set else load_node_set(choice.node_set)
+        if not hosts and self.image_url:
+            hosts = [self.image_url]  # python-glanceclient compatibility: --os-image-url / OS_IMAGE_URL
+        if not hosts:
+            raise CliError("no node given: use --host HOST (repeatable) or --all-nodes", exitcodes.USAGE)
+        urls: list[str] = []
+        for host in hosts:
+            try:
+                url = normalize_endpoint(host)
+            except InvalidInput as exc:
+                raise CliError(str(exc), exitcodes.USAGE) from None
+            if url not in urls:
+                urls.append(url)
+        return urls
+
+    # -- identity --------------------------------------------------------------------------------------
+
+    @property
+    def verify(self) -> bool | str:
+        if self.insecure:
+            return False
+        return self.cacert or True
+
+    @property
+    def client_cert(self) -> str | tuple[str, str] | None:
+        if self.cert and self.key:
+            return (self.cert, self.key)
+        return self.cert
+
+    def token_source(self) -> TokenSource:
+        """Where tokens come from, authenticated once up front so one token serves every node."""
+        from glancecache_client import auth
+
+        auth_type = (self.auth_type or "").strip().lower()
+        if auth_type in ("none", "noauth"):
+            return auth.NoAuth()
+        auth_url = self.identity.get("auth_url")
+        if self.cloud:
+            source: TokenSource = auth.SessionTokens(self._cloud_session())
+        elif self.token and not auth_url:
+            return auth.StaticToken(self.token)
+        elif auth_url or auth_type:
+            source = auth.SessionTokens(self._keystone_session(auth_type))
+        else:
+            return auth.NoAuth()  # nothing given: a noauth node works; a keystone one answers 401 with a hint
+        self._authenticate(source)
+        return source
+
+    def _keystone_session(self, auth_type: str) -> Any:
+        from glancecache_client import auth
+        from glancecache_client.errors import InvalidInput
+
+        options: dict[str, object] = dict(self.identity)
+        options["token"] = self.token
+        if not auth_type:
+            if self.token:
+                auth_type = "token"
+            elif options.get("application_credential_id") or options.get("application_credential_secret"):
+                auth_type = "v3applicationcredential"
+            else:
+                auth_type = "password"
+        if self.default_domain and auth_type in ("password", "v3password", "token", "v3token"):
+            # As python-openstackclient does: v3 needs domains, and most clouds keep users in "default".
+            if not (options.get("user_domain_name") or options.get("user_domain_id")):
+                options["user_domain_id"] = self.default_domain
+            if not (options.get("project_domain_name") or options.get("project_domain_id")):
+                options["project_domain_id"] = self.default_domain
+        try:
+            return auth.keystone_session(
+                auth_type, options, verify=self.verify, cert=self.client_cert, timeout=self.timeout
+            )
+        except InvalidInput as exc:
+            raise CliError(str(exc), exitcodes.USAGE) from None
+
+    def _cloud_session(self) -> Any:
+        try:
+            from openstack import config as os_config
+        except ImportError:
+            raise CliError(
+                "--os-cloud needs openstacksdk (pip install openstacksdk) to read clouds.yaml; "
+                "or give --os-auth-url, --os-username and --os-password",
+                exitcodes.USAGE,
+            ) from None
+        try:
+            region = os_config.OpenStackConfig().get_one(cloud=self.cloud)
+        except Exception as exc:  # openstack.config raises its own exception tree for a bad clouds.yaml
+            raise CliError(f"--os-cloud {self.cloud}: {' '.join(str(exc).split())}", exitcodes.USAGE) from None
+        if not self.image_url:
+            override = region.config.get("image_endpoint_override")
+            self.image_url = str(override) if override else None
+        if not self.insecure and not self.cacert:
+            verify = region.config.get("verify", True)
+            self.insecure = verify is False
+            self.cacert = region.config.get("cacert") or None
+        return region.get_session()
+
+    def _authenticate(self, source: TokenSource) -> None:
+        from .output import error_boundary
+
+        auth_url = self.identity.get("auth_url") or (f"cloud {self.cloud}" if self.cloud else "keystone")
+        with error_boundary():
+            try:
+                source.get_token()
+            except Exception as exc:
+                if not type(exc).__module__.startswith("keystoneauth1"):
+                    raise
+                code = exitcodes.for_error(exc)
+                hint = (
+                    " (check --os-username/--os-password, --os-project-name and the domains, or OS_* variables)"
+                    if code == exitcodes.AUTH
+                    else " (check --os-auth-url)"
+                )
+                message = _short_keystone_message(exc)
+                raise CliError(f"authentication at {auth_url} failed: {message}{hint}", code) from None
+
+    # -- composition -------------------------------------------------------------------------------------
+
+    def open_cluster(self, command_nodes: NodeChoice) -> Cluster:
+        """The Cluster a command works on; raises CliError (one line, exit status) for anything wrong."""
+        if self.debug:
+            _enable_debug_log()
+        else:
+            _silence_library_warnings()
+        # Usage errors first, before the HTTP stack loads; except that clouds.yaml may name the node
+        # (image_endpoint_override), which is known only once the cloud is read.
+        endpoints = None if self.cloud else self.endpoints(command_nodes)
+        source = self.token_source()
+        endpoints = endpoints or self.endpoints(command_nodes)
+
+        from glancecache_client.cluster import Cluster
+
+        # (The library loads no CA bundle for plain-http nodes, so a local cache-list does not pay for TLS.)
+        return Cluster(
+            endpoints,
+            token_source=source,
+            verify=self.verify,
+            cert=self.client_cert,
+            timeout=self.timeout,
+        )
+
+
+def _short_keystone_message(exc: BaseException) -> str:
+    """keystoneauth1's text, cut before urllib3's retry details (which repeat the URL and say nothing new)."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    for noise in (": HTTPConnectionPool(", ": HTTPSConnectionPool("):
+        head, found, _ = message.partition(noise)
+        if found:
+            return head + (": connection refused" if "refused" in message.lower() else "")
+    return message
+
+
+def _silence_library_warnings() -> None:
+    """keystoneauth1 logs warnings (e.g. "Failed to discover available identity versions") that would add a
+    second line to the one-line error; without --debug the error itself says what matters."""
+    import logging
+
+    logging.getLogger("keystoneauth").addHandler(logging.NullHandler())
+    logging.getLogger("keystoneauth").propagate = False
+
+
+def _enable_debug_log() -> None:
+    """HTTP trace on stderr. The library and keystoneauth1 redact tokens and never log passwords."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("DEBUG %(name)s: %(message)s"))
+    for name in ("glancecache_client", "keystoneauth"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)

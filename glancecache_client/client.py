@@ -1,0 +1,420 @@
+"""CacheClient: every Glance image-cache endpoint of one node, over one pooled httpx connection.
+
+This is the only code that builds cache URLs or sends cache requests. The node's API versions are
+discovered once (``GET /versions``, cached for the client's life) so a node without the cache API gives a clear
+:class:`~glancecache_client.errors.UnsupportedFeature` instead of a bare 404, and a pre-Yoga node that only has
+the deprecated ``cached_images``/``queued_images`` endpoints is served through them transparently.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from . import errors
+from ._version import __version__
+from .auth import TokenAuth, TokenSource, token_source_for
+from .models import CachedImage, CacheState, ClearResult, ClearTarget, PruneResult
+from .nodes import normalize_endpoint, validate_image_id
+
+if TYPE_CHECKING:
+    from keystoneauth1.session import Session
+
+__all__ = ["CACHE_API", "CLEAN_PRUNE_API", "CacheClient"]
+
+T = TypeVar("T")
+
+log = logging.getLogger("glancecache_client.http")
+
+CACHE_API = "2.14"  # GET/PUT/DELETE /v2/cache (Yoga)
+CLEAN_PRUNE_API = "2.18"  # POST /v2/cache/clean|prune
+_USABLE = {"CURRENT", "SUPPORTED", "EXPERIMENTAL"}
+_SECRET_HEADERS = {"x-auth-token", "x-subject-token", "authorization", "x-service-token"}
+
+
+class _Mode:
+    """How this node's cache is reached, decided once by discovery."""
+
+    MODERN = "modern"  # /v2/cache (2.14+)
+    LEGACY = "legacy"  # /v2/cached_images + /v2/queued_images (pre-Yoga cachemanage middleware)
+
+
+class CacheClient:
+    """One Glance API node's image cache.
+
+    ``endpoint`` is ``host``, ``host:port`` or a URL (a path prefix such as ``http://host/image`` is kept; a URL
+    ending in ``/cache`` is a separate cache admin listener serving the cache endpoints directly under it).
+    Identity: ``token=`` (static), ``session=`` (keystoneauth1 Session, token refreshed and the request retried
+    once on 401), ``auth=`` (a keystoneauth1 plugin), ``token_source=`` (shared by a Cluster), or none (noauth).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        token: str | None = None,
+        session: Session | None = None,
+        auth: Any = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        token_source: TokenSource | None = None,
+    ) -> None:
+        self.endpoint = normalize_endpoint(endpoint)
+        self._admin_listener = self.endpoint.endswith("/cache")
+        self._root = self.endpoint[: -len("/cache")] if self._admin_listener else self.endpoint
+        self._cache_base = self.endpoint if self._admin_listener else self.endpoint + "/v2/cache"
+        if token_source is None:
+            token_source = token_source_for(token=token, session=session, auth=auth, verify=verify, cert=cert)
+        self.token_source = token_source
+        self._http = httpx.Client(
+            auth=TokenAuth(token_source),
+            verify=_tls_context(verify, cert) if self.endpoint.startswith("https:") else _plaintext_context(),
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": f"glancecache-client/{__version__}"},
+            follow_redirects=False,
+        )
+        self._versions: frozenset[str] | None = None
+        self._mode: str | None = None
+        self._discovery_lock = threading.Lock()
+
+    # -- context management -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CacheClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CacheClient({self.endpoint!r})"
+
+    # -- the cache API --------------------------------------------------------------------------------------
+
+    def list(self) -> CacheState:
+        """Cached images and queued ids on this node (``GET /v2/cache``)."""
+        if self._require(CACHE_API, "listing the cache") == _Mode.LEGACY:
+            cached = self._json("GET", self._root + "/v2/cached_images", ok=(200,))
+            queued = self._json("GET", self._root + "/v2/queued_images", ok=(200,))
+            legacy_body = {
+                "cached_images": _field(cached, "cached_images"),
+                "queued_images": _field(queued, "queued_images"),
+            }
+            return self._parse(CacheState.from_api, legacy_body, "GET", "/v2/cached_images")
+        body = self._json("GET", self._cache_base, ok=(200,))
+        return self._parse(CacheState.from_api, body, "GET", "/v2/cache")
+
+    def queue(self, image_id: str) -> None:
+        """Queue an active image for immediate caching on this node (``PUT /v2/cache/{id}``)."""
+        image_id = validate_image_id(image_id)
+        if self._require(CACHE_API, "queueing an image") == _Mode.LEGACY:
+            self._request("PUT", f"{self._root}/v2/queued_images/{image_id}", ok=(200, 204))
+            return
+        # Yoga answered 200, Zed and later 202: accept both (spec §7.15).
+        self._request("PUT", f"{self._cache_base}/{image_id}", ok=(200, 202))
+
+    def delete(self, image_id: str) -> None:
+        """Remove an image from this node's cache and queue (``DELETE /v2/cache/{id}``)."""
+        image_id = validate_image_id(image_id)
+        if self._require(CACHE_API, "deleting a cache entry") == _Mode.LEGACY:
+            state = self.list()
+            if not state.is_cached(image_id) and image_id not in state.queued:
+                raise errors.NotFound(
+                    node=self.endpoint,
+                    status=404,
+                    explanation=f"Image {image_id} is neither cached nor queued.",
+                    method="DELETE",
+                    path=f"/v2/cached_images/{image_id}",
+                )
+            self._request("DELETE", f"{self._root}/v2/cached_images/{image_id}", ok=(200, 204))
+            self._request("DELETE", f"{self._root}/v2/queued_images/{image_id}", ok=(200, 204))
+            return
+        self._request("DELETE", f"{self._cache_base}/{image_id}", ok=(200, 204))
+
+    def clear(self, target: str | ClearTarget = ClearTarget.BOTH) -> ClearResult:
+        """Empty this node's cache, queue or both, and report how many entries went.
+
+        ``both`` sends no ``x-image-cache-clear-target`` header (Glance 33 rejects the value). Glance's 204 drops
+        the counts it computes, so they are derived from a listing before and after.
+        """
+        try:
+            parsed = ClearTarget.parse(target)
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc), node=self.endpoint) from None
+        if self._require(CACHE_API, "clearing the cache") == _Mode.LEGACY:
+            return self._legacy_clear(parsed)
+        before = self.list()
+        headers = {}
+        if parsed.header_value is not None:
+            headers["x-image-cache-clear-target"] = parsed.header_value
+        self._request("DELETE", self._cache_base, ok=(200, 204), headers=headers)
+        after = self.list()
+        still_cached = {image.image_id for image in after.cached}
+        return ClearResult(
+            cached=sum(1 for image in before.cached if image.image_id not in still_cached),
+            queued=sum(1 for image_id in before.queued if image_id not in after.queued),
+            node=self.endpoint,
+        )
+
+    def clean(self) -> None:
+        """Remove invalid and stalled files from this node's cache (``POST /v2/cache/clean``, API 2.18)."""
+        self._require(CLEAN_PRUNE_API, "cleaning the cache")
+        self._request("POST", f"{self._cache_base}/clean", ok=(200, 204))
+
+    def prune(self) -> PruneResult:
+        """Shrink this node's cache to its configured maximum, least recently used first (API 2.18)."""
+        self._require(CLEAN_PRUNE_API, "pruning the cache")
+        body = self._json("POST", f"{self._cache_base}/prune", ok=(200,))
+        return self._parse(PruneResult.from_api, body, "POST", "/v2/cache/prune")
+
+    def nodes(self, image_id: str) -> builtins.list[str]:
+        """URLs of every node holding the image, from the centralized registry (``GET /v2/cache/nodes/{id}``)."""
+        image_id = validate_image_id(image_id)
+        if self._require(CACHE_API, "listing the nodes that cache an image") == _Mode.LEGACY:
+            raise errors.UnsupportedFeature(self.endpoint, "listing the nodes that cache an image", CACHE_API)
+        body = self._json("GET", f"{self._cache_base}/nodes/{image_id}", ok=(200,))
+        if not isinstance(body, list) or not all(isinstance(url, str) for url in body):
+            raise self._invalid("GET", "/v2/cache/nodes", "expected a JSON list of node URLs")
+        return [str(url) for url in body]
+
+    def wait_cached(self, image_id: str, timeout: float = 300.0, interval: float = 1.0) -> CachedImage:
+        """Poll this node's listing until the image is cached; raises CacheWaitTimeout after ``timeout`` s."""
+        image_id = validate_image_id(image_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.list()
+            for image in state.cached:
+                if image.image_id == image_id:
+                    return image
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.CacheWaitTimeout(self.endpoint, image_id, timeout)
+            time.sleep(min(interval, remaining))
+
+    # -- discovery ----------------------------------------------------------------------------------------
+
+    @property
+    def versions(self) -> frozenset[str]:
+        """API versions this node advertises as usable, e.g. ``{"2.14", ..., "2.18"}`` (discovered once)."""
+        self._discover()
+        assert self._versions is not None
+        return self._versions
+
+    def _discover(self) -> str:
+        with self._discovery_lock:
+            if self._mode is not None:
+                return self._mode
+            versions = self._fetch_versions()
+            self._versions = versions
+            if CACHE_API in versions or self._admin_listener:
+                self._mode = _Mode.MODERN
+            elif self._has_legacy_endpoints():
+                self._mode = _Mode.LEGACY
+            else:
+                raise errors.UnsupportedFeature(self.endpoint, "the image cache API", CACHE_API)
+            return self._mode
+
+    def _fetch_versions(self) -> frozenset[str]:
+        response = self._send("GET", self._root + "/versions", auth=False)
+        if response.status_code not in (200, 300):
+            raise self._api_error(response)
+        try:
+            body = response.json()
+            entries = body["versions"]
+            return frozenset(
+                str(entry["id"]).lstrip("v")
+                for entry in entries
+                if isinstance(entry, dict) and entry.get("status") in _USABLE
+            )
+        except (ValueError, KeyError, TypeError):
+            raise self._invalid("GET", "/versions", "the versions document is not valid JSON") from None
+
+    def _has_legacy_endpoints(self) -> bool:
+        response = self._send("GET", self._root + "/v2/cached_images")
+        if response.status_code in (401, 403):
+            raise self._api_error(response)
+        return response.status_code == 200
+
+    def _require(self, version: str, feature: str) -> str:
+        mode = self._discover()
+        if mode == _Mode.MODERN and not self._admin_listener and version not in (self._versions or ()):
+            raise errors.UnsupportedFeature(self.endpoint, feature, version)
+        if mode == _Mode.LEGACY and version != CACHE_API:
+            raise errors.UnsupportedFeature(self.endpoint, feature, version)
+        return mode
+
+    # -- deprecated endpoints -----------------------------------------------------------------------------
+
+    def _legacy_clear(self, target: ClearTarget) -> ClearResult:
+        cached = queued = 0
+        if target in (ClearTarget.BOTH, ClearTarget.CACHE):
+            cached = _num_deleted(self._json("DELETE", self._root + "/v2/cached_images", ok=(200,)))
+        if target in (ClearTarget.BOTH, ClearTarget.QUEUE):
+            queued = _num_deleted(self._json("DELETE", self._root + "/v2/queued_images", ok=(200,)))
+        return ClearResult(cached=cached, queued=queued, node=self.endpoint)
+
+    # -- HTTP plumbing ------------------------------------------------------------------------------------
+
+    def _json(self, method: str, url: str, *, ok: tuple[int, ...]) -> object:
+        response = self._request(method, url, ok=ok)
+        try:
+            return response.json()
+        except ValueError:
+            raise self._invalid(method, _path(url), "the response body is not valid JSON", response) from None
+
+    def _request(
+        self, method: str, url: str, *, ok: tuple[int, ...], headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        response = self._send(method, url, headers=headers)
+        if response.status_code not in ok:
+            if response.status_code == 404 and b"not supported at this site" in response.content:
+                # The cache is disabled although discovery said otherwise (e.g. config changed since).
+                raise errors.UnsupportedFeature(self.endpoint, "the image cache API", CACHE_API)
+            raise self._api_error(response)
+        return response
+
+    def _send(
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, auth: bool = True
+    ) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            if auth:
+                response = self._http.request(method, url, headers=headers)
+            else:
+                response = self._http.request(method, url, headers=headers, auth=None)
+        except httpx.TimeoutException as exc:
+            raise errors.RequestTimeout(
+                f"no answer within the timeout ({_describe(exc)})", node=self.endpoint
+            ) from exc
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, self.endpoint) from exc
+        if log.isEnabledFor(logging.DEBUG):
+            elapsed = (time.perf_counter() - started) * 1000
+            log.debug(
+                "%s %s -> %s in %.1f ms; request headers %s; request id %s",
+                method,
+                url,
+                response.status_code,
+                elapsed,
+                _redacted(response.request.headers),
+                response.headers.get("x-openstack-request-id", "-"),
+            )
+        return response
+
+    def _api_error(self, response: httpx.Response) -> errors.APIError:
+        cls = errors.error_for_status(response.status_code)
+        return cls(
+            node=self.endpoint,
+            status=response.status_code,
+            explanation=errors.explanation_from_body(
+                response.content, response.headers.get("content-type", "")
+            ),
+            request_id=response.headers.get("x-openstack-request-id"),
+            method=response.request.method,
+            path=_path(str(response.request.url)),
+        )
+
+    def _invalid(
+        self, method: str, path: str, what: str, response: httpx.Response | None = None
+    ) -> errors.InvalidResponse:
+        return errors.InvalidResponse(
+            node=self.endpoint,
+            status=response.status_code if response is not None else 200,
+            explanation=what,
+            request_id=response.headers.get("x-openstack-request-id") if response is not None else None,
+            method=method,
+            path=path,
+        )
+
+    def _parse(self, build: Callable[[object, str], T], body: object, method: str, path: str) -> T:
+        try:
+            return build(body, self.endpoint)
+        except ValueError as exc:
+            raise self._invalid(method, path, f"unexpected response shape: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext:
+    """One TLS context per (verify, cert), shared by every client: loading a CA bundle costs ~50 ms, which a
+    16-node Cluster would otherwise pay 16 times before sending anything."""
+    context = httpx.create_ssl_context(verify=verify)
+    if cert is not None:
+        certfile, keyfile = (cert, None) if isinstance(cert, str) else cert
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+@functools.lru_cache(maxsize=1)
+def _plaintext_context() -> ssl.SSLContext:
+    """For http:// endpoints httpx still wants a context; this one loads no CA bundle and is never used."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def _field(body: object, name: str) -> object:
+    return body.get(name, []) if isinstance(body, dict) else []
+
+
+def _num_deleted(body: object) -> int:
+    value = body.get("num_deleted", 0) if isinstance(body, dict) else 0
+    return value if isinstance(value, int) else 0
+
+
+def _path(url: str) -> str:
+    return httpx.URL(url).path
+
+
+def _redacted(headers: httpx.Headers) -> dict[str, str]:
+    return {
+        name: ("<redacted>" if name.lower() in _SECRET_HEADERS else value) for name, value in headers.items()
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _transport_error(exc: httpx.TransportError, node: str) -> errors.TransportError:
+    """Tell refused connections, DNS failures and TLS failures apart, naming the node."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(_describe(item) for item in chain).lower()
+    if any(isinstance(item, ssl.SSLError) for item in chain) or "ssl" in text or "certificate" in text:
+        return errors.TLSFailure(f"TLS failed: {_describe(exc)} (check --os-cacert or --insecure)", node=node)
+    if isinstance(exc, httpx.ConnectError):
+        if any(isinstance(item, ConnectionRefusedError) for item in chain) or "refused" in text:
+            return errors.ConnectionRefused(
+                "connection refused: nothing listens there (is glance-api running, is the port right?)",
+                node=node,
+            )
+        if any(
+            marker in text
+            for marker in (
+                "name or service not known",
+                "nodename nor servname",
+                "name resolution",
+                "getaddrinfo",
+            )
+        ):
+            return errors.NameResolutionFailed(
+                "the host name does not resolve (check the spelling)", node=node
+            )
+    return errors.TransportError(f"request failed: {_describe(exc)}", node=node)

@@ -1,0 +1,226 @@
+"""Cluster: run any cache operation on many Glance nodes at once, keeping every node's result or error.
+
+The cache is local to each node, so an operator behind a load balancer has to ask every node. A Cluster holds
+one pooled :class:`~glancecache_client.CacheClient` per node, shares one token source between them (so a
+keystone session authenticates once for the whole fan-out), runs calls concurrently on a thread pool, and
+returns per-node results and per-node errors side by side: a failing node never hides the healthy ones.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .auth import TokenSource, token_source_for
+from .client import CacheClient
+from .errors import CacheWaitTimeout, GlanceCacheError, InvalidInput
+from .models import CachedImage, CacheState, ClearResult, ClearTarget, PruneResult
+from .nodes import normalize_endpoint, validate_image_id
+
+if TYPE_CHECKING:
+    from keystoneauth1.session import Session
+
+__all__ = ["Cluster", "ClusterResult", "NodeResult"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NodeResult(Generic[T]):
+    """One node's outcome: a value, or the error that node raised."""
+
+    node: str
+    value: T | None = None
+    error: GlanceCacheError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class ClusterResult(Generic[T]):
+    """Every node's outcome, in the order the nodes were given."""
+
+    results: tuple[NodeResult[T], ...]
+
+    def __iter__(self) -> Iterator[NodeResult[T]]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @property
+    def ok(self) -> bool:
+        """True when no node failed."""
+        return all(result.ok for result in self.results)
+
+    @property
+    def values(self) -> list[T]:
+        """The values of the nodes that succeeded."""
+        return [result.value for result in self.results if result.ok]  # type: ignore[misc]
+
+    @property
+    def errors(self) -> list[NodeResult[T]]:
+        """The nodes that failed, with their errors."""
+        return [result for result in self.results if not result.ok]
+
+    def raise_first(self) -> None:
+        """Raise the first node's error, if any node failed."""
+        for result in self.results:
+            if result.error is not None:
+                raise result.error
+
+
+class Cluster:
+    """Many Glance API nodes, addressed together. Nodes are ``host``, ``host:port`` or URLs."""
+
+    def __init__(
+        self,
+        endpoints: Iterable[str],
+        *,
+        token: str | None = None,
+        session: Session | None = None,
+        auth: Any = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        timeout: float = 30.0,
+        max_workers: int | None = None,
+        token_source: TokenSource | None = None,
+    ) -> None:
+        normalized: list[str] = []
+        for endpoint in endpoints:
+            url = normalize_endpoint(endpoint)
+            if url not in normalized:  # the same node twice would double every side effect
+                normalized.append(url)
+        if not normalized:
+            raise InvalidInput("no nodes given: pass at least one host, host:port or URL")
+        if token_source is None:
+            token_source = token_source_for(token=token, session=session, auth=auth, verify=verify, cert=cert)
+        self.token_source = token_source
+        self.clients: dict[str, CacheClient] = {
+            url: CacheClient(url, verify=verify, cert=cert, timeout=timeout, token_source=token_source)
+            for url in normalized
+        }
+        # One thread per node up to a bound: the work is waiting on the network, not the CPU.
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_workers or min(64, len(normalized)), thread_name_prefix="glancecache"
+        )
+
+    @property
+    def endpoints(self) -> list[str]:
+        return list(self.clients)
+
+    def run(self, operation: Callable[[CacheClient], T]) -> ClusterResult[T]:
+        """Run ``operation`` on every node concurrently; library errors become per-node results."""
+
+        def one(client: CacheClient) -> NodeResult[T]:
+            try:
+                return NodeResult(client.endpoint, value=operation(client))
+            except GlanceCacheError as exc:
+                return NodeResult(client.endpoint, error=exc)
+
+        if len(self.clients) == 1:
+            return ClusterResult((one(next(iter(self.clients.values()))),))
+        futures = [self._pool.submit(one, client) for client in self.clients.values()]
+        return ClusterResult(tuple(future.result() for future in futures))
+
+    def list(self) -> ClusterResult[CacheState]:
+        return self.run(lambda client: client.list())
+
+    def queue(self, image_id: str) -> ClusterResult[None]:
+        image_id = validate_image_id(image_id)
+        return self.run(lambda client: client.queue(image_id))
+
+    def delete(self, image_id: str) -> ClusterResult[None]:
+        image_id = validate_image_id(image_id)
+        return self.run(lambda client: client.delete(image_id))
+
+    def clear(self, target: str | ClearTarget = ClearTarget.BOTH) -> ClusterResult[ClearResult]:
+        try:
+            parsed = ClearTarget.parse(target)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        return self.run(lambda client: client.clear(parsed))
+
+    def clean(self) -> ClusterResult[None]:
+        return self.run(lambda client: client.clean())
+
+    def prune(self) -> ClusterResult[PruneResult]:
+        return self.run(lambda client: client.prune())
+
+    def nodes(self, image_id: str) -> ClusterResult[builtins.list[str]]:
+        image_id = validate_image_id(image_id)
+        return self.run(lambda client: client.nodes(image_id))
+
+    def wait_cached(
+        self, image_id: str, timeout: float = 300.0, interval: float = 1.0
+    ) -> ClusterResult[CachedImage]:
+        image_id = validate_image_id(image_id)
+        return self.run(lambda client: client.wait_cached(image_id, timeout=timeout, interval=interval))
+
+    def wait_until_cached(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        timeout: float = 300.0,
+        interval: float = 1.0,
+        on_cached: Callable[[int], None] | None = None,
+    ) -> dict[tuple[str, str], GlanceCacheError]:
+        """Wait until every ``(node, image_id)`` pair is cached, within one overall ``timeout``.
+
+        Each round lists every node that still has pending pairs once (concurrently), however many images it
+        waits for. ``on_cached(n)`` is told as pairs arrive (for progress bars). Returns the pairs that did not
+        make it, each with why: the node's listing error, or CacheWaitTimeout.
+        """
+        pending: set[tuple[str, str]] = set()
+        for given_node, image_id in pairs:
+            node = normalize_endpoint(given_node)
+            if node not in self.clients:
+                raise InvalidInput(f"{node} is not a node of this cluster: use one of {', '.join(self.clients)}")
+            pending.add((node, validate_image_id(image_id)))
+        failed: dict[tuple[str, str], GlanceCacheError] = {}
+        deadline = time.monotonic() + timeout
+        while pending:
+            listings = self.run(functools.partial(_list_if_waiting, {node for node, _ in pending}))
+            for listing in listings:
+                mine = {pair for pair in pending if pair[0] == listing.node}
+                if listing.error is not None:
+                    failed.update(dict.fromkeys(mine, listing.error))
+                    pending -= mine
+                    continue
+                state = listing.value
+                arrived = {pair for pair in mine if state is not None and state.is_cached(pair[1])}
+                pending -= arrived
+                if arrived and on_cached is not None:
+                    on_cached(len(arrived))
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                break
+            time.sleep(min(interval, remaining))
+        for node, image_id in pending:
+            failed[(node, image_id)] = CacheWaitTimeout(node, image_id, timeout)
+        return failed
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for client in self.clients.values():
+            client.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _list_if_waiting(waiting: set[str], client: CacheClient) -> CacheState | None:
+    return client.list() if client.endpoint in waiting else None

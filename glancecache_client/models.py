@@ -1,0 +1,168 @@
+"""Typed results of the cache API: frozen dataclasses built from Glance's JSON.
+
+Times arrive as epoch seconds (floats); they become UTC-aware datetimes, and an epoch of 0 (Glance's "never")
+becomes ``None``, never 1970. Keys that only some drivers send (``id``, ``checksum`` from ``centralized_db``)
+are accepted; unknown keys are ignored so newer servers do not break older clients.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+__all__ = [
+    "CacheState",
+    "CachedImage",
+    "ClearResult",
+    "ClearTarget",
+    "PruneResult",
+    "epoch_to_datetime",
+]
+
+
+def epoch_to_datetime(value: object) -> datetime | None:
+    """Epoch seconds (int, float or numeric string) to an aware UTC datetime; 0, None and "" to None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected epoch seconds, got {value!r}")
+    seconds = float(value)
+    if seconds == 0:
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+class ClearTarget(str, enum.Enum):
+    """What ``DELETE /v2/cache`` empties. ``BOTH`` is sent as *no header*: Glance 33 rejects the value."""
+
+    BOTH = "both"
+    CACHE = "cache"
+    QUEUE = "queue"
+
+    @classmethod
+    def parse(cls, value: str | ClearTarget) -> ClearTarget:
+        """Accept the API's names and Glance's documented spellings ``cached``/``queued``, any case."""
+        if isinstance(value, ClearTarget):
+            return value
+        text = value.strip().lower()
+        aliases = {"cached": cls.CACHE, "queued": cls.QUEUE, "all": cls.BOTH}
+        if text in aliases:
+            return aliases[text]
+        try:
+            return cls(text)
+        except ValueError:
+            raise ValueError(
+                f"unknown clear target {value!r}: use 'both', 'cache' (or 'cached') or 'queue' (or 'queued')"
+            ) from None
+
+    @property
+    def header_value(self) -> str | None:
+        """The ``x-image-cache-clear-target`` value to send, or None for no header."""
+        return None if self is ClearTarget.BOTH else self.value
+
+
+@dataclass(frozen=True, slots=True)
+class CachedImage:
+    """One image file held in one node's cache."""
+
+    image_id: str
+    size: int
+    hits: int
+    last_accessed: datetime | None
+    last_modified: datetime | None
+    checksum: str | None
+    node: str
+
+    @classmethod
+    def from_api(cls, entry: Mapping[str, object], node: str) -> CachedImage:
+        """Build from one ``cached_images[]`` element; raises ValueError on a malformed entry."""
+        image_id = entry.get("image_id")
+        if not isinstance(image_id, str):
+            raise ValueError(f"cached image entry without a string image_id: {dict(entry)!r}")
+        checksum = entry.get("checksum")
+        return cls(
+            image_id=image_id,
+            size=_as_int(entry.get("size"), "size"),
+            hits=_as_int(entry.get("hits"), "hits"),
+            last_accessed=epoch_to_datetime(entry.get("last_accessed")),
+            last_modified=epoch_to_datetime(entry.get("last_modified")),
+            checksum=checksum if isinstance(checksum, str) and checksum else None,
+            node=node,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheState:
+    """What one node holds: cached images and the ids queued for caching, in the server's order."""
+
+    cached: tuple[CachedImage, ...]
+    queued: tuple[str, ...]
+    node: str
+
+    @classmethod
+    def from_api(cls, body: object, node: str) -> CacheState:
+        """Build from a ``GET /v2/cache`` body; raises ValueError when it is not that shape."""
+        if not isinstance(body, Mapping):
+            raise ValueError("expected a JSON object with cached_images and queued_images")
+        cached = body.get("cached_images", [])
+        queued = body.get("queued_images", [])
+        if not isinstance(cached, Sequence) or isinstance(cached, (str, bytes)):
+            raise ValueError("cached_images is not a list")
+        if not isinstance(queued, Sequence) or isinstance(queued, (str, bytes)):
+            raise ValueError("queued_images is not a list")
+        entries = []
+        for entry in cached:
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"cached_images entry is not an object: {entry!r}")
+            entries.append(CachedImage.from_api(entry, node))
+        if not all(isinstance(image_id, str) for image_id in queued):
+            raise ValueError("queued_images holds something other than id strings")
+        return cls(cached=tuple(entries), queued=tuple(str(i) for i in queued), node=node)
+
+    def is_cached(self, image_id: str) -> bool:
+        return any(image.image_id == image_id for image in self.cached)
+
+    @property
+    def total_size(self) -> int:
+        return sum(image.size for image in self.cached)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What ``POST /v2/cache/prune`` removed from one node."""
+
+    files: int
+    bytes: int
+    node: str = ""
+
+    @classmethod
+    def from_api(cls, body: object, node: str) -> PruneResult:
+        if not isinstance(body, Mapping):
+            raise ValueError("expected a JSON object with total_files_pruned and total_bytes_pruned")
+        return cls(
+            files=_as_int(body.get("total_files_pruned"), "total_files_pruned"),
+            bytes=_as_int(body.get("total_bytes_pruned"), "total_bytes_pruned"),
+            node=node,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClearResult:
+    """What a clear removed from one node. Glance's 204 drops its counts, so the client derives them from a
+    listing before and after the call (the deprecated endpoints report them directly)."""
+
+    cached: int
+    queued: int
+    node: str = ""
+
+
+def _as_int(value: object, name: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} is not a number: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"{name} is not an integer: {value!r}")

@@ -1,0 +1,245 @@
+"""The WSGI application of one node: version negotiation, authentication, routing, and sending replies.
+
+Owns: the route table (werkzeug ``Map``/``Rule``; each path names its methods in the order Glance's
+``Allow`` header lists them), the request pipeline in Glance's order (``/versions`` and 300 replies
+before authentication, 401 before routing, ``x-openstack-request-id`` on every reply that passed the
+context middleware), GET-with-a-body rejection, the optional cache admin listener's ``/cache`` routes,
+and streaming file bodies through ``wsgi.file_wrapper``. Handlers live in ``image_api``,
+``cache_api`` and ``schema_api``; error pages in ``faults``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import Map, Rule
+
+from . import cache_api, image_api, schema_api
+from .context import Authenticator
+from .faults import NOT_FOUND_TEXT, SERVER_ERROR_TEXT, HTTPError, Reply, error_reply
+from .request import ApiRequest, Node, host_url
+from .versions import negotiate, version_list, versions_document
+
+if TYPE_CHECKING:
+    from .identity import IdentityService
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Reply]
+# resource name -> {method: handler}, in the order Glance's Allow header lists the methods.
+Resources = dict[str, dict[str, Handler]]
+
+IMAGE_RESOURCES: Resources = {
+    "images": {"GET": image_api.list_images, "POST": image_api.create_image},
+    "image": {"GET": image_api.show_image, "DELETE": image_api.delete_image},
+    "image_file": {"GET": image_api.download_image, "PUT": image_api.upload_image},
+    "image_deactivate": {"POST": image_api.deactivate_image},
+    "image_reactivate": {"POST": image_api.reactivate_image},
+    "schema": {"GET": schema_api.show_schema},
+}
+CACHE_RESOURCES: Resources = {
+    "cache": {"GET": cache_api.get_cache, "DELETE": cache_api.clear_cache},
+    "cache_entry": {"DELETE": cache_api.delete_cache_entry, "PUT": cache_api.queue_image},
+    "cache_nodes": {"GET": cache_api.cached_nodes},
+    "cache_clean": {"POST": cache_api.clean_cache},
+    "cache_prune": {"POST": cache_api.prune_cache},
+}
+# The cachemanage middleware only intercepts the methods it knows; others fall through to a 404.
+LEGACY_RESOURCES: Resources = {
+    "legacy_cached": {"GET": cache_api.legacy_list_cached, "DELETE": cache_api.legacy_delete_all_cached},
+    "legacy_cached_entry": {"DELETE": cache_api.legacy_delete_cached},
+    "legacy_queued": {"GET": cache_api.legacy_list_queued, "DELETE": cache_api.legacy_delete_all_queued},
+    "legacy_queued_entry": {"PUT": cache_api.legacy_queue, "DELETE": cache_api.legacy_delete_queued},
+}
+BODY_REJECTED = {("cache", "GET"), ("cache_nodes", "GET")}
+
+# (path, resource) pairs; werkzeug Rules are bound to one Map, so each app builds its own.
+_IMAGE_PATHS = [
+    ("/v2/images", "images"),
+    ("/v2/images/<image_id>", "image"),
+    ("/v2/images/<image_id>/file", "image_file"),
+    ("/v2/images/<image_id>/actions/deactivate", "image_deactivate"),
+    ("/v2/images/<image_id>/actions/reactivate", "image_reactivate"),
+]
+_LEGACY_PATHS = [
+    ("/v2/cached_images", "legacy_cached"),
+    ("/v2/cached_images/<image_id>", "legacy_cached_entry"),
+    ("/v2/queued_images", "legacy_queued"),
+    ("/v2/queued_images/<image_id>", "legacy_queued_entry"),
+]
+
+
+def _cache_rules(prefix: str) -> list[Rule]:
+    # Static segments win over <image_id> in werkzeug as in Routes: /cache/clean is never an image id.
+    return [
+        Rule(f"{prefix}/cache", endpoint="cache"),
+        Rule(f"{prefix}/cache/<image_id>", endpoint="cache_entry"),
+        Rule(f"{prefix}/cache/nodes/<image_id>", endpoint="cache_nodes"),
+        Rule(f"{prefix}/cache/clean", endpoint="cache_clean"),
+        Rule(f"{prefix}/cache/prune", endpoint="cache_prune"),
+    ]
+
+
+def _map(rules: list[Rule]) -> Map:
+    return Map(rules, strict_slashes=True, merge_slashes=False, redirect_defaults=False)
+
+
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4()}"
+
+
+class GlanceApp:
+    """One node's Glance-compatible API (or, with ``admin_listener``, its cache admin listener)."""
+
+    def __init__(
+        self,
+        node: Node,
+        authenticator: Authenticator,
+        *,
+        identity: IdentityService | None = None,
+        admin_listener: bool = False,
+        added_latency: float = 0.0,
+    ) -> None:
+        self.node = node
+        self.authenticator = authenticator
+        self.identity = identity
+        self.admin_listener = admin_listener
+        self.added_latency = added_latency
+        self.versions = version_list(cache_enabled=node.cache_enabled, legacy_only=node.legacy_only)
+        self.resources: Resources = {}
+        rules: list[Rule] = []
+        if admin_listener:
+            rules += _cache_rules("")
+            self.resources.update(CACHE_RESOURCES)
+        else:
+            rules += [Rule(path, endpoint=name) for path, name in _IMAGE_PATHS]
+            rules += [
+                Rule(f"/v2/schemas/{name}", endpoint="schema", defaults={"name": name})
+                for name in schema_api.SCHEMA_FILES
+            ]
+            self.resources.update(IMAGE_RESOURCES)
+            if not node.legacy_only:
+                rules += _cache_rules("/v2")
+                self.resources.update(CACHE_RESOURCES)
+            # The cachemanage filter is only in the pipeline of a node with a cache.
+            if node.cache_enabled:
+                rules += [Rule(path, endpoint=name) for path, name in _LEGACY_PATHS]
+                self.resources.update(LEGACY_RESOURCES)
+        self.urls = _map(rules).bind("localhost")
+
+    # -- WSGI ------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            reply = self.respond(environ)
+        except Exception:
+            log.exception("Unhandled error serving %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            reply = error_reply(500, SERVER_ERROR_TEXT, environ.get("HTTP_ACCEPT"))
+            reply.headers.append(("x-openstack-request-id", new_request_id()))
+        start_response(reply.status_line, reply.headers)
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            _close_quietly(reply)
+            return []
+        if reply.file is not None:
+            body = reply.file
+            wrapper = environ.get("wsgi.file_wrapper")
+            if wrapper is not None:
+                body.handle.seek(body.offset)
+                # waitress sends exactly Content-Length bytes from the current position, then closes it.
+                return wrapper(body.handle, 1024 * 1024)  # type: ignore[no-any-return]
+            return _ClosingIterator(iter(body), body.close)
+        if isinstance(reply.body, bytes):
+            return [reply.body]
+        return reply.body
+
+    # -- pipeline --------------------------------------------------------------------------------------
+
+    def respond(self, environ: dict[str, Any]) -> Reply:
+        if self.added_latency:
+            time.sleep(self.added_latency)
+        path: str = environ.get("PATH_INFO", "") or "/"
+        accept = environ.get("HTTP_ACCEPT")
+        if self.identity is not None and (path == "/identity" or path.startswith("/identity/")):
+            reply = self.identity.handle(environ, path[len("/identity") :])
+            reply.headers.append(("x-openstack-request-id", new_request_id()))
+            return reply
+        if path == "/versions":
+            return self._versions_reply(environ, 200)
+        if self.admin_listener:
+            api_path = path
+        elif path == "/":
+            return self._versions_reply(environ, 300)
+        else:
+            negotiated = negotiate(path, accept, self.versions)
+            if negotiated is None:
+                return self._versions_reply(environ, 300)
+            api_path = negotiated
+        ctx = self.authenticator.authenticate(environ)
+        if ctx is None:
+            return self.authenticator.unauthorized(environ)
+        request_id = new_request_id()
+        try:
+            reply = self._route(ApiRequest(environ, ctx, self.node, api_path), api_path)
+        except HTTPError as exc:
+            reply = exc.reply(accept)
+        reply.headers.append(("x-openstack-request-id", request_id))
+        return reply
+
+    def _versions_reply(self, environ: dict[str, Any], status: int) -> Reply:
+        body = versions_document(host_url(environ), self.versions)
+        return Reply(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body)
+
+    def _route(self, req: ApiRequest, path: str) -> Reply:
+        if path == "/v2" and not self.admin_listener:
+            # Glance redirects the bare major version to its (non-existent) root document.
+            location = f"{req.host_url}/v2/"
+            return Reply(302, [("Content-Type", "text/plain; charset=utf8"), ("Location", location)], b"")
+        try:
+            resource, args = self.urls.match(path, method=None)
+        except NotFound:
+            raise HTTPError(404, NOT_FOUND_TEXT) from None
+        handlers = self.resources[str(resource)]
+        handler = handlers.get(req.method)
+        if handler is None:
+            if str(resource).startswith("legacy_"):
+                raise HTTPError(404, NOT_FOUND_TEXT)
+            allow = ", ".join(handlers)
+            return error_reply(
+                405,
+                f"The method {req.method} is not allowed for this resource.",
+                req.accept,
+                router_tail=True,
+                extra_headers=[("Allow", allow)],
+            )
+        if (str(resource), req.method) in BODY_REJECTED and req.has_body():
+            raise HTTPError(400, "A body is not expected with this request.")
+        return handler(req, **args)
+
+
+class _ClosingIterator:
+    """Iterate ``chunks`` and call ``close`` when the server is done (complete or aborted)."""
+
+    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._close = close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._close()
+
+
+def _close_quietly(reply: Reply) -> None:
+    for candidate in (reply.file, reply.body):
+        close = getattr(candidate, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("Closing a response body failed")

@@ -1,0 +1,163 @@
+"""The server's SQL schema and database engines (SQLAlchemy 2.x Core, no ORM).
+
+Owns: the table definitions of the shared (cluster-wide) database (``images``, ``node_reference``,
+``cached_images``), the table of the deprecated per-node ``cache.db``, engine creation for SQLite,
+PostgreSQL (``postgresql+psycopg://``) and MariaDB (``mysql+pymysql://``), and race-safe table creation
+so several nodes can start against one database at the same moment.
+
+Times are stored as epoch floats (``DOUBLE``): ``time.time()`` does not depend on the process TZ, so the
+values are right wherever the server runs (Glance stores naive datetimes and is wrong outside UTC).
+
+SQLite notes: every connection runs in WAL mode with a 30 s busy timeout, and every transaction starts
+with ``BEGIN IMMEDIATE``. A deferred transaction that reads before it writes can fail at once with
+"database is locked" when another writer got in between; taking the write lock up front makes writers
+queue on the busy timeout instead, which is what several threads or node processes sharing one file need.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+
+__all__ = [
+    "cached_images",
+    "create_db_engine",
+    "create_tables",
+    "images",
+    "local_cached_images",
+    "local_metadata",
+    "metadata",
+    "node_reference",
+    "sqlite_url",
+]
+
+# SQLite only auto-increments an ``INTEGER PRIMARY KEY``; elsewhere the ids are BIGINT as in Glance.
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+"""Tables of the shared database every node of a cluster points at."""
+
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("visibility", sa.String(20), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.Column("container_format", sa.String(32), nullable=True),
+    sa.Column("disk_format", sa.String(32), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("checksum", sa.String(32), nullable=True),
+    sa.Column("os_hash_algo", sa.String(64), nullable=True),
+    sa.Column("os_hash_value", sa.String(128), nullable=True),
+    sa.Column("protected", sa.Boolean, nullable=False, default=False),
+    sa.Column("min_disk", sa.Integer, nullable=False, default=0),
+    sa.Column("min_ram", sa.Integer, nullable=False, default=0),
+    sa.Column("tags", sa.Text, nullable=False),  # JSON array of strings
+    sa.Column("properties", sa.Text, nullable=False),  # JSON object of string -> string
+    sa.Column("created_at", sa.Double, nullable=False),  # epoch seconds
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+node_reference = sa.Table(
+    "node_reference",
+    metadata,
+    sa.Column("node_reference_id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("node_reference_url", sa.String(255), nullable=False),
+    sa.UniqueConstraint("node_reference_url", name="uq_node_reference_node_reference_url"),
+)
+
+cached_images = sa.Table(
+    "cached_images",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("image_id", sa.String(36), nullable=False),
+    sa.Column("last_accessed", sa.Double, nullable=False),
+    sa.Column("last_modified", sa.Double, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("hits", sa.Integer, nullable=False),
+    sa.Column("checksum", sa.String(32), nullable=True),
+    sa.Column(
+        "node_reference_id",
+        _BigId,
+        sa.ForeignKey("node_reference.node_reference_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.UniqueConstraint("image_id", "node_reference_id", name="ix_cached_images_image_id_node_reference_id"),
+)
+
+local_metadata = sa.MetaData()
+"""The one table of the deprecated per-node ``sqlite`` driver's ``<cache_dir>/cache.db``."""
+
+local_cached_images = sa.Table(
+    "cached_images",
+    local_metadata,
+    sa.Column("image_id", sa.String(36), primary_key=True),
+    sa.Column("last_accessed", sa.Double, nullable=False),
+    sa.Column("last_modified", sa.Double, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("hits", sa.Integer, nullable=False),
+    sa.Column("checksum", sa.String(32), nullable=True),
+)
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of an SQLite database file."""
+    return f"sqlite:///{path}"
+
+
+def create_db_engine(url: str) -> sa.Engine:
+    """An engine for ``url`` (``sqlite:///file``, ``postgresql+psycopg://...``, ``mysql+pymysql://...``).
+
+    Thread-safe: the server shares one engine between all request and worker threads.
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook below issue BEGIN instead of the sqlite3 module's own logic.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        if parsed.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL never corrupts the database; a power cut can only lose the last commits,
+            # and the cache engine repairs a lost row (file without row) at its next start.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_tables(engine: sa.Engine, tables: Sequence[sa.Table]) -> None:
+    """Create ``tables`` unless they exist, tolerating another node creating them at the same moment.
+
+    ``create_all(checkfirst=True)`` checks and then creates, so two nodes starting together can both see a
+    table missing; the loser's CREATE fails. We then check again: by now the table exists and the second
+    pass is a no-op. A real failure (bad credentials, no such database) fails every attempt and is raised.
+    """
+    target = tables[0].metadata
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            target.create_all(engine, tables=list(tables), checkfirst=True)
+            return
+        except sa_exc.DatabaseError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))

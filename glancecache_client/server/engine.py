@@ -1,0 +1,780 @@
+"""The per-node image-cache engine: Glance's cache directory layout, queue, worker pool, fills, prune, clean.
+
+Directory layout (as Glance)::
+
+    <cache_dir>/<image_id>             complete cache entries
+    <cache_dir>/incomplete/<image_id>  a fill in progress (exclusively created, flock-ed by its writer;
+                                       made as ``.<image_id>.<random>`` and linked into place locked)
+    <cache_dir>/invalid/<image_id>     failed, aborted or unverifiable fills (removed by clean())
+    <cache_dir>/queue/<image_id>       zero-byte "please cache" markers, listed by mtime
+    <cache_dir>/.locks/                lock files serialising prune and clean across processes
+
+Public API (used by app.py): ``CacheEngine`` with ``start``, ``close``, ``list_cached``, ``list_queued``,
+``is_cached``, ``is_queued``, ``queue``, ``legacy_queue``, ``delete``, ``delete_queued``,
+``delete_all_cached``, ``delete_all_queued``, ``clean``, ``prune``, ``cached_nodes``, ``open_cached``,
+``caching_iter``, ``purge_image``, ``wait_idle`` and ``stats``; the attribute ``driver``.
+
+Rules, and where we deliberately differ from Glance 33:
+
+- An image is *cached* when its file ``<cache_dir>/<id>`` exists **and** the registry has this node's row.
+- A fill writes to ``incomplete/<id>`` (created with O_EXCL and held under ``flock``), verifies size, MD5
+  (``checksum``) and SHA-512 (``os_hash_value``), fsyncs, renames into place, removes the queue file and
+  only then inserts the row. For a large image the file write and both digests run on helper threads of
+  the fill (``digesting.DigestingWriter``), so a download feeding it is not slowed by them.
+  A mismatch, an error or the consumer closing the stream early (GeneratorExit) moves the file to
+  ``invalid/`` and records nothing. An active image without any checksum is not cached (nothing to verify).
+- One writer per image per node: an in-process lock per image plus the exclusive ``incomplete/`` file, so
+  processes sharing a cache directory are also safe. A download that finds a fill running is passed through.
+  (Across processes, a fill starting in the instant between another's rename and row insert can verify and
+  commit the same bytes once more: harmless, the existing row is kept.)
+- ``queue`` is a no-op for a cached image (Glance re-downloads it). Queued ids go to a pool of worker
+  threads that logs and survives every failure (Glance's single worker thread dies on the first one).
+  A worker never waits behind a download filling the same image: it leaves the id queued and the
+  download re-submits it when it ends without having cached it (e.g. the client went away).
+  When the worker finds the image deleted or no longer ``active`` it drops the queue file (nothing could
+  ever fill it; queueing it again is the way to retry after a reactivation). When the fill itself fails
+  (store error, checksum mismatch) the queue file stays, so the failure stays visible in
+  ``queued_images``; ``queue`` again or the next ``start()`` retries it.
+- ``delete``/``purge_image``/``delete_all_cached``/``prune`` cancel a fill of the same image running in
+  this process: it ends in ``invalid/`` instead of resurrecting the entry.
+- Prune counts only tracked entries (row and file), so files the registry does not know about can never
+  make it loop (Glance 33 spins forever on them). Files named like image ids without a row are repaired
+  by ``start()``/``clean()``: adopted if their bytes verify against the image's checksums, otherwise
+  moved to ``invalid/``. Files whose names are not image ids (``cache.db``, an operator's notes) are never
+  counted, listed or deleted.
+- Crash repair (``start()`` and ``clean()``): rows whose file is gone are deleted, files without rows are
+  adopted or invalidated, queue files of cached images are removed; ``start()`` also deletes
+  ``incomplete/`` files no live writer holds (the flock tells), then re-submits the queue.
+- Engine methods given an id that is not a UUID never touch the filesystem: queries answer "not there"
+  (False, None, ``[]``), deletes are no-ops, and only ``queue``/``legacy_queue`` raise ValueError.
+- Hits: ``open_cached`` (a full read) counts one hit and sets ``last_accessed``; Range reads must not use it.
+- Times are epoch floats from ``clock`` (``time.time`` by default): correct whatever the process TZ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import queue as queue_module
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from glancecache_client.server.digesting import COPY_CHUNK, DigestingWriter
+from glancecache_client.server.registry import CacheRegistry
+from glancecache_client.server.store import Image, ImageStore, is_image_id
+
+__all__ = ["CacheEngine"]
+
+log = logging.getLogger(__name__)
+
+
+class _Fill:
+    """One write of one image into ``incomplete/<id>``; ends committed into the cache or in ``invalid/``.
+
+    The bytes go through a ``DigestingWriter``: for a large image the file write and both digests run on
+    helper threads, so the stream that feeds the fill (a client's download) barely waits for them.
+    """
+
+    def __init__(self, engine: CacheEngine, image: Image, out: BinaryIO, epoch: int) -> None:
+        self.engine = engine
+        self.image = image
+        self.out = out
+        self.epoch = epoch
+        self.inode = os.fstat(out.fileno()).st_ino
+        self.digest = DigestingWriter(out, name=f"fill-{image.id[:8]}")
+        self.open = True
+
+    def write(self, chunk: bytes) -> None:
+        """Hand ``chunk`` to the writer; raises (OSError) if an earlier file write failed."""
+        self.digest.write(chunk)
+
+    def _mismatch(self) -> str | None:
+        image, size = self.image, self.digest.size
+        if image.checksum is None and image.os_hash_value is None:
+            return "the image has no checksum to verify against"
+        if image.size is not None and size != image.size:
+            return f"size {size} != expected {image.size}"
+        if image.checksum is not None and self.digest.md5_hex() != image.checksum:
+            return f"md5 {self.digest.md5_hex()} != expected {image.checksum}"
+        if (
+            image.os_hash_value is not None
+            and (image.os_hash_algo or "sha512") == "sha512"
+            and self.digest.sha512_hex() != image.os_hash_value
+        ):
+            return "sha512 does not match os_hash_value"
+        return None
+
+    def _still_ours(self) -> bool:
+        """True while ``incomplete/<id>`` is still the file we are writing (clean() may have removed it)."""
+        try:
+            return self.engine._incomplete_path(self.image.id).stat().st_ino == self.inode
+        except FileNotFoundError:
+            return False
+
+    def finish(self) -> bool:
+        """Verify and commit. Never raises: a failure is logged and the file moved to ``invalid/``."""
+        if not self.open:
+            return False  # already aborted (e.g. a cache write failed mid-stream)
+        image_id = self.image.id
+        try:
+            self.digest.close()  # waits for the helpers; raises a failed write
+            self.out.flush()
+            os.fsync(self.out.fileno())
+            mismatch = self._mismatch()
+            if mismatch is not None:
+                log.error("Checksum verification failed for image %s (%s); not cached", image_id, mismatch)
+                self.abort("verification failed", quiet=True)
+                return False
+            engine = self.engine
+            with engine._state_lock(image_id):
+                if engine._epoch(image_id) != self.epoch:
+                    self.abort("its cache entry was deleted during the fill")
+                    return False
+                if not self._still_ours():
+                    log.warning("Fill of image %s lost its incomplete file (cleaned as stalled?)", image_id)
+                    self._close(committed=False)
+                    return False
+                final = engine._cached_path(image_id)
+                os.replace(engine._incomplete_path(image_id), final)
+                engine._fsync_dir(engine.cache_dir)
+                # The queue file goes before the row comes: a listing (which reads rows, then the queue)
+                # must never show the image cached and queued at once. Put back if the row cannot be added.
+                queued_since = engine._take_queue_file(image_id)
+                try:
+                    # False means a row exists already: another process sharing this cache directory
+                    # committed the same image a moment ago, or a stale row lost its file. Image data
+                    # never changes and both fills were verified, so the existing row stays as it is.
+                    engine.registry.add(
+                        image_id, size=self.digest.size, checksum=self.digest.md5_hex(), now=engine._clock()
+                    )
+                except Exception:
+                    log.exception("Could not record cached image %s; moving the file to invalid/", image_id)
+                    with contextlib.suppress(OSError):
+                        os.replace(final, engine._invalid_path(image_id))
+                    engine._restore_queue_file(image_id, queued_since)
+                    self._close(committed=False)
+                    return False
+                self._close(committed=True)
+            log.info("Cached image %s (%d bytes)", image_id, self.digest.size)
+            return True
+        except Exception:
+            log.exception("Caching image %s failed", image_id)
+            self.abort("an error occurred", quiet=True)
+            return False
+
+    def abort(self, reason: str, *, quiet: bool = False) -> None:
+        """Move the partial file to ``invalid/`` (if it is still ours) and release it."""
+        if not self.open:
+            return
+        image_id = self.image.id
+        self.digest.cancel()  # the helpers stop touching the file before it moves
+        try:
+            if self._still_ours():
+                os.replace(self.engine._incomplete_path(image_id), self.engine._invalid_path(image_id))
+        except OSError:
+            log.exception("Could not move the partial file of image %s to invalid/", image_id)
+        finally:
+            self._close(committed=False)
+        if not quiet:
+            log.warning("Caching of image %s aborted (%s); partial file moved to invalid/", image_id, reason)
+
+    def _close(self, *, committed: bool) -> None:
+        """Release the file (and its flock) and count the outcome, once."""
+        if self.open:
+            self.open = False
+            self.digest.cancel()  # a no-op after close() or abort(); never leaves a helper behind
+            with contextlib.suppress(OSError):
+                self.out.close()
+            self.engine._count("fills_committed" if committed else "fills_failed")
+
+
+class CacheEngine:
+    """The image cache of one node. Thread-safe; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        *,
+        node_url: str,
+        cache_dir: Path,
+        store: ImageStore,
+        registry: CacheRegistry,
+        max_size: int,
+        stall_time: int,
+        workers: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node_url = node_url
+        self.cache_dir = Path(cache_dir)
+        self.store = store
+        self.registry = registry
+        self.driver = registry.driver
+        self.max_size = max_size
+        self.stall_time = stall_time
+        self._worker_count = max(0, workers)  # 0: queued ids stay queued (a stable queue for tests)
+        self._held = False
+        self._clock = clock
+        self._incomplete_dir = self.cache_dir / "incomplete"
+        self._invalid_dir = self.cache_dir / "invalid"
+        self._queue_dir = self.cache_dir / "queue"
+        self._locks_dir = self.cache_dir / ".locks"
+
+        self._guard = threading.Lock()
+        self._idle = threading.Condition(self._guard)
+        self._fill_locks: dict[str, threading.Lock] = {}
+        self._state_locks: dict[str, threading.Lock] = {}
+        self._epochs: dict[str, int] = {}
+        self._named_locks = {"clean": threading.Lock(), "prune": threading.Lock()}
+        self._tasks: queue_module.Queue[str | None] = queue_module.Queue()
+        self._waiting: set[str] = set()
+        self._deferred: set[str] = set()  # queued ids a worker found busy: re-submitted on release
+        self._outstanding = 0
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self._counters = {"fills_started": 0, "fills_committed": 0, "fills_failed": 0}
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the layout, repair what a crash left behind, start the workers and re-submit the queue."""
+        for directory in (self.cache_dir, self._incomplete_dir, self._invalid_dir, self._queue_dir, self._locks_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        with self._exclusive("clean"):
+            for path in self._files(self._incomplete_dir):
+                if self._remove_if_abandoned(path):
+                    log.info("Removed abandoned partial file %s", path)
+            self._repair()
+        self._stopping = False
+        if not self._threads:
+            for number in range(self._worker_count):
+                thread = threading.Thread(target=self._work, name=f"cache-worker-{number}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        for image_id in self.list_queued():
+            self._submit(image_id)
+
+    def close(self) -> None:
+        """Stop the workers (a fill in progress gets a few seconds) and release the registry."""
+        self._stopping = True  # ids still waiting are skipped: their queue files survive for the next start
+        threads, self._threads = self._threads, []
+        for _ in threads:
+            self._tasks.put(None)
+        for thread in threads:
+            thread.join(timeout=5)
+        self.registry.close()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no queued id is waiting for or being processed by a worker. For tests."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._outstanding == 0, timeout=timeout)
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start: fills started, committed and failed (including aborted ones)."""
+        with self._guard:
+            return dict(self._counters)
+
+    # -- listing ---------------------------------------------------------------------------------------
+
+    def list_cached(self) -> list[dict[str, object]]:
+        """This node's entries in Glance 33's wire shape for the driver (see ``CacheEntry.wire``)."""
+        rows = self.registry.wire_entries()
+        # Scanned after the query: a fill renames its file before inserting its row, so every row read
+        # above whose entry still exists has its file seen here.
+        present = self._file_names(self.cache_dir)
+        return [row for row in rows if row["image_id"] in present]
+
+    def list_queued(self) -> list[str]:
+        """Queued image ids, oldest queue file first (ties by id)."""
+        found: list[tuple[int, str]] = []
+        for path in self._files(self._queue_dir):
+            if is_image_id(path.name):
+                with contextlib.suppress(FileNotFoundError):
+                    found.append((path.stat().st_mtime_ns, path.name))
+        return [image_id for _, image_id in sorted(found)]
+
+    def is_cached(self, image_id: str) -> bool:
+        if not is_image_id(image_id):
+            return False
+        return self._cached_path(image_id).is_file() and self.registry.get(image_id) is not None
+
+    def is_queued(self, image_id: str) -> bool:
+        return is_image_id(image_id) and self._queue_path(image_id).is_file()
+
+    def cached_nodes(self, image_id: str) -> list[str]:
+        """Every node URL with a row for the image (centralized_db); for sqlite, this node if cached."""
+        if not is_image_id(image_id):
+            return []
+        return self.registry.cached_nodes(image_id)
+
+    # -- queue -----------------------------------------------------------------------------------------
+
+    def queue(self, image_id: str) -> None:
+        """Queue the image and hand it to the worker pool; a no-op when it is already cached."""
+        if self.legacy_queue(image_id) or self.is_queued(image_id):
+            self._submit(image_id)
+
+    def legacy_queue(self, image_id: str) -> bool:
+        """Write the queue file only (``PUT /v2/queued_images/{id}``); False if cached or already queued."""
+        if not is_image_id(image_id):
+            raise ValueError(f"image id {image_id!r} is not a UUID")
+        if self.is_cached(image_id):
+            return False
+        try:
+            with self._queue_path(image_id).open("xb"):
+                pass
+        except FileExistsError:
+            return False
+        return True
+
+    def delete_queued(self, image_id: str) -> None:
+        if is_image_id(image_id):
+            self._unlink(self._queue_path(image_id))
+
+    def delete_all_queued(self) -> int:
+        removed = 0
+        for path in self._files(self._queue_dir):
+            if is_image_id(path.name) and self._unlink(path):
+                removed += 1
+        return removed
+
+    # -- delete ----------------------------------------------------------------------------------------
+
+    def delete(self, image_id: str) -> None:
+        """Remove the cached file, this node's row and the queue file; cancel a running fill. Idempotent."""
+        if not is_image_id(image_id):
+            return
+        with self._state_lock(image_id):
+            self._bump_epoch(image_id)
+            self._unlink(self._cached_path(image_id))
+            self.registry.remove(image_id)
+            self._unlink(self._queue_path(image_id))
+
+    def purge_image(self, image_id: str) -> None:
+        """The image was deleted from the catalogue: drop everything this node holds for it."""
+        self.delete(image_id)
+
+    def delete_all_cached(self) -> int:
+        """Remove every cached image of this node (tracked or stray id-named files). Returns how many."""
+        image_ids = {entry.image_id for entry in self.registry.entries()}
+        image_ids.update(path.name for path in self._files(self.cache_dir) if is_image_id(path.name))
+        for image_id in image_ids:
+            with self._state_lock(image_id):
+                self._bump_epoch(image_id)
+                self._unlink(self._cached_path(image_id))
+                self.registry.remove(image_id)
+        return len(image_ids)
+
+    # -- reading and filling ---------------------------------------------------------------------------
+
+    def open_cached(self, image_id: str) -> tuple[BinaryIO, int] | None:
+        """Open a cached image for a full read: counts a hit and sets last_accessed. None if not cached."""
+        if not is_image_id(image_id):
+            return None
+        try:
+            data: BinaryIO = self._cached_path(image_id).open("rb")
+        except FileNotFoundError:
+            return None
+        # A file without a row is not a cache entry (a crash leftover awaiting repair): not served.
+        if not self.registry.record_hit(image_id, now=self._clock()):
+            data.close()
+            return None
+        return data, os.fstat(data.fileno()).st_size
+
+    def caching_iter(self, image: Image, chunks: Iterator[bytes]) -> Generator[bytes, None, None]:
+        """Pass a full store download through, writing it into the cache on the way.
+
+        Errors of ``chunks`` (the store) propagate to the consumer. Cache-side failures (disk, checksum
+        mismatch) are logged and never disturb the stream. If the image is cached or another fill of it
+        is running, the chunks are just passed through. The consumer must ``close()`` the generator when
+        it stops early (WSGI servers do): that is how a client disconnect sends the partial file to
+        ``invalid/`` and frees the image for the next fill.
+        """
+        image_id = image.id
+        if not is_image_id(image_id) or self.is_cached(image_id):
+            yield from chunks
+            return
+        if not self._fill_lock(image_id).acquire(blocking=False):
+            yield from chunks
+            return
+        try:
+            fill = None if self.is_cached(image_id) else self._begin_fill(image)
+            if fill is None:
+                yield from chunks
+                return
+            try:
+                for chunk in chunks:
+                    if fill.open:
+                        try:
+                            fill.write(chunk)
+                        except OSError as exc:
+                            fill.abort(f"write failed: {exc}")
+                    yield chunk
+            except GeneratorExit:
+                fill.abort("the client closed the download early")
+                raise
+            except BaseException as exc:
+                fill.abort(f"the store read failed: {exc!r}")
+                raise
+            fill.finish()
+        finally:
+            self._release_fill_lock(image_id)
+
+    # -- prune and clean -------------------------------------------------------------------------------
+
+    def prune(self) -> tuple[int, int]:
+        """Remove least-recently-accessed entries until the cached size is <= max_size.
+
+        Returns (files, bytes) removed. Only tracked entries count, so it always ends.
+        """
+        with self._exclusive("prune"):
+            entries = self.registry.entries()
+            present = self._file_names(self.cache_dir)  # after the query, as in list_cached
+            entries = [e for e in entries if e.image_id in present]
+            total = sum(entry.size for entry in entries)
+            files = pruned = 0
+            for entry in sorted(entries, key=lambda e: (e.last_accessed, e.last_modified, e.image_id)):
+                if total <= self.max_size:
+                    break
+                self.delete(entry.image_id)
+                files += 1
+                pruned += entry.size
+                total -= entry.size
+            if files:
+                log.info("Pruned %d cached images (%d bytes)", files, pruned)
+            return files, pruned
+
+    def clean(self) -> None:
+        """Delete ``invalid/`` files and ``incomplete/`` files untouched for stall_time; repair leftovers."""
+        with self._exclusive("clean"):
+            for path in self._files(self._invalid_dir):
+                self._unlink(path)
+            older_than = time.time() - self.stall_time
+            for path in self._files(self._incomplete_dir):
+                try:
+                    if path.stat().st_mtime < older_than:
+                        self._unlink(path)
+                except FileNotFoundError:
+                    continue
+            self._repair()
+
+    # -- worker pool -----------------------------------------------------------------------------------
+
+    def hold_queue(self, held: bool = True) -> None:
+        """Stop (or, with False, resume) handing queued ids to the workers; queue files stay as they are.
+
+        For test authors who need entries that stay in ``queued_images``, as Glance's own functional tests get by
+        patching its worker out. Resuming submits everything still queued.
+        """
+        self._held = held
+        if not held:
+            for image_id in self.list_queued():
+                self._submit(image_id)
+
+    def _submit(self, image_id: str) -> None:
+        if self._held or not self._worker_count:
+            return
+        with self._guard:
+            if image_id in self._waiting:
+                return
+            self._waiting.add(image_id)
+            self._outstanding += 1
+        self._tasks.put(image_id)
+
+    def _work(self) -> None:
+        while True:
+            image_id = self._tasks.get()
+            if image_id is None:
+                return
+            with self._guard:
+                self._waiting.discard(image_id)
+            try:
+                if not self._stopping:
+                    self._cache_queued(image_id)
+            except Exception:
+                log.exception("Caching queued image %s failed", image_id)
+            finally:
+                with self._guard:
+                    self._outstanding -= 1
+                    if self._outstanding == 0:
+                        self._idle.notify_all()
+
+    def _cache_queued(self, image_id: str) -> None:
+        if not self.is_queued(image_id):
+            return  # dequeued (or cached by a download) before a worker got to it
+        image = self.store.get(image_id)
+        if image is None or image.status != "active":
+            state = "deleted" if image is None else f"not active ({image.status})"
+            log.warning("Image %s is %s; dropping it from the cache queue", image_id, state)
+            self._unlink(self._queue_path(image_id))
+            return
+        if not self._fill_lock(image_id).acquire(blocking=False):
+            # A download (or another worker) is filling it. Rather than tie up this worker behind a
+            # possibly slow client, ask the holder to re-submit the id when it lets go.
+            with self._guard:
+                self._deferred.add(image_id)
+            if not self._fill_lock(image_id).acquire(blocking=False):
+                return
+            with self._guard:
+                self._deferred.discard(image_id)
+        try:
+            if self.is_cached(image_id):
+                self._unlink(self._queue_path(image_id))
+                return
+            fill = self._begin_fill(image)
+            if fill is None:
+                if self.is_cached(image_id):
+                    self._unlink(self._queue_path(image_id))
+                else:
+                    log.info("Image %s is being cached by another process; leaving it queued", image_id)
+                return
+            try:
+                for chunk in self.store.iter_data(image_id, COPY_CHUNK):
+                    fill.write(chunk)
+            except Exception as exc:
+                fill.abort(f"{exc!r}", quiet=True)
+                log.error("Caching queued image %s failed: %r; it stays queued", image_id, exc)
+                return
+            if not fill.finish():
+                log.error("Caching queued image %s failed; it stays queued", image_id)
+        finally:
+            self._release_fill_lock(image_id)
+
+    # -- fills -----------------------------------------------------------------------------------------
+
+    def _begin_fill(self, image: Image) -> _Fill | None:
+        """Create ``incomplete/<id>`` exclusively. None if another live writer (process) holds it."""
+        image_id = image.id
+        path = self._incomplete_path(image_id)
+        epoch = self._epoch(image_id)
+        for attempt in range(2):
+            try:
+                out = self._create_locked(path)
+            except FileExistsError:
+                if attempt == 0 and self._remove_if_abandoned(path):
+                    continue
+                return None
+            except OSError:
+                log.exception("Cannot create %s; image %s is not cached this time", path, image_id)
+                return None
+            if self.is_cached(image_id):
+                # Another process committed it between our check and our create.
+                self._unlink(path)
+                out.close()
+                return None
+            self._count("fills_started")
+            return _Fill(self, image, out, epoch)
+        return None
+
+    @staticmethod
+    def _create_locked(path: Path) -> BinaryIO:
+        """Create ``path`` exclusively and already flock-ed; FileExistsError if it exists.
+
+        The file is made under a private name, locked, then hard-linked into place: another process can
+        never find ``path`` unlocked in the instant between create and flock and remove it as abandoned.
+        """
+        private = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # brand new: nobody else can hold it
+            try:
+                os.link(private, path)
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                    raise
+                # No hard links on this filesystem: create in place, then lock (a brief unlocked instant).
+                os.close(fd)
+                fd = -1
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return os.fdopen(fd, "wb")
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                private.unlink()
+
+    def _remove_if_abandoned(self, path: Path) -> bool:
+        """Unlink an ``incomplete/`` file no live writer holds (its flock is free). True if removed."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    return False
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_ino == os.fstat(fd).st_ino:
+                    path.unlink()
+            return True
+        finally:
+            os.close(fd)
+
+    # -- repair ----------------------------------------------------------------------------------------
+
+    def _repair(self) -> None:
+        """Make rows, files and queue agree again after a crash (caller holds the clean lock)."""
+        for entry in self.registry.entries():
+            if not self._cached_path(entry.image_id).is_file():
+                with self._state_lock(entry.image_id):
+                    if not self._cached_path(entry.image_id).is_file():
+                        self.registry.remove(entry.image_id)
+                        log.warning("Removed the registry row of image %s: its file is gone", entry.image_id)
+        for path in self._files(self.cache_dir):
+            if is_image_id(path.name) and self.registry.get(path.name) is None:
+                with self._state_lock(path.name):
+                    if path.is_file() and self.registry.get(path.name) is None:
+                        self._adopt_or_invalidate(path)
+        for path in self._files(self._queue_dir):
+            if self.is_cached(path.name):
+                self._unlink(path)
+
+    def _adopt_or_invalidate(self, path: Path) -> None:
+        image_id = path.name
+        image = self.store.get(image_id)
+        if image is not None and image.status == "active" and image.checksum is not None:
+            md5 = hashlib.md5(usedforsecurity=False)
+            sha512 = hashlib.sha512()
+            size = 0
+            with path.open("rb") as data:
+                while chunk := data.read(COPY_CHUNK):
+                    md5.update(chunk)
+                    sha512.update(chunk)
+                    size += len(chunk)
+            verified = (
+                size == image.size
+                and md5.hexdigest() == image.checksum
+                and (image.os_hash_value is None or sha512.hexdigest() == image.os_hash_value)
+            )
+            if verified:
+                self.registry.add(image_id, size=size, checksum=md5.hexdigest(), now=path.stat().st_mtime)
+                log.info("Adopted cached file of image %s left without a registry row", image_id)
+                return
+        os.replace(path, self._invalid_path(image_id))
+        log.warning("Moved unverifiable cache file %s to invalid/", path)
+
+    # -- paths, locks, small helpers -------------------------------------------------------------------
+
+    def _cached_path(self, image_id: str) -> Path:
+        return self.cache_dir / image_id
+
+    def _incomplete_path(self, image_id: str) -> Path:
+        return self._incomplete_dir / image_id
+
+    def _invalid_path(self, image_id: str) -> Path:
+        return self._invalid_dir / image_id
+
+    def _queue_path(self, image_id: str) -> Path:
+        return self._queue_dir / image_id
+
+    def _take_queue_file(self, image_id: str) -> int | None:
+        """Remove the image's queue file; its mtime (ns) if there was one, for ``_restore_queue_file``."""
+        path = self._queue_path(image_id)
+        try:
+            queued_since = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        return queued_since if self._unlink(path) else None
+
+    def _restore_queue_file(self, image_id: str, queued_since: int | None) -> None:
+        """Put back a queue file taken by ``_take_queue_file``, at its old place in the queue order."""
+        if queued_since is None:
+            return
+        path = self._queue_path(image_id)
+        try:
+            with path.open("xb"):
+                pass
+            os.utime(path, ns=(queued_since, queued_since))
+        except FileExistsError:
+            pass  # queued again meanwhile: that queue entry stands
+        except OSError:
+            log.exception("Could not put image %s back into the cache queue", image_id)
+
+    def _fill_lock(self, image_id: str) -> threading.Lock:
+        with self._guard:
+            return self._fill_locks.setdefault(image_id, threading.Lock())
+
+    def _release_fill_lock(self, image_id: str) -> None:
+        self._fill_lock(image_id).release()
+        with self._guard:
+            deferred = image_id in self._deferred
+            self._deferred.discard(image_id)
+        if deferred and not self.is_cached(image_id) and self.is_queued(image_id):
+            self._submit(image_id)
+
+    def _state_lock(self, image_id: str) -> threading.Lock:
+        with self._guard:
+            return self._state_locks.setdefault(image_id, threading.Lock())
+
+    def _epoch(self, image_id: str) -> int:
+        with self._guard:
+            return self._epochs.get(image_id, 0)
+
+    def _bump_epoch(self, image_id: str) -> None:
+        with self._guard:
+            self._epochs[image_id] = self._epochs.get(image_id, 0) + 1
+
+    def _count(self, counter: str) -> None:
+        with self._guard:
+            self._counters[counter] += 1
+
+    @contextlib.contextmanager
+    def _exclusive(self, name: str) -> Iterator[None]:
+        """Serialise ``name`` (clean / prune) between threads and between processes sharing the cache."""
+        with self._named_locks[name]:
+            self._locks_dir.mkdir(parents=True, exist_ok=True)
+            with (self._locks_dir / f"glance-cache-{name}").open("a") as lock_file:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+                yield
+
+    @staticmethod
+    def _files(directory: Path) -> list[Path]:
+        """Regular files directly in ``directory`` (empty if it does not exist)."""
+        try:
+            with os.scandir(directory) as entries:
+                return [Path(e.path) for e in entries if e.is_file(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+
+    @staticmethod
+    def _file_names(directory: Path) -> set[str]:
+        """Names of the files in ``directory`` (symlinks to files count, as for ``Path.is_file``): one
+        directory scan instead of a stat per cache entry."""
+        try:
+            with os.scandir(directory) as entries:
+                return {e.name for e in entries if e.is_file()}
+        except FileNotFoundError:
+            return set()
+
+    @staticmethod
+    def _unlink(path: Path) -> bool:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            log.exception("Could not delete %s", path)
+            return False
+        return True
+
+    @staticmethod
+    def _fsync_dir(directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,57 @@
+"""Fixtures for the CLI tests: a CliRunner with a clean environment, and addresses where nothing listens."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from glancecache_client.cli import cli
+
+GLANCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), ".venv", "bin", "glance")
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """os.environ without OS_* / GLANCECACHE_* settings, so the developer's cloud never leaks into a test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "GLANCECACHE_"))}
+    env["GLANCECACHE_CONFIG"] = os.path.join(os.sep, "nonexistent", "glancecache-nodes.toml")
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("OS_", "GLANCECACHE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GLANCECACHE_CONFIG", os.path.join(os.sep, "nonexistent", "glancecache-nodes.toml"))
+
+
+@pytest.fixture
+def invoke() -> Iterator[object]:
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(cli, list(args), input=input, env=env, prog_name="glance")
+
+    yield run
+
+
+def dead_address() -> str:
+    """host:port on loopback where nothing listens (bound then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+def one_line_error(result: Result) -> str:
+    """The single stderr line of a failed run; fails the test on a traceback or several lines."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    return lines[0]

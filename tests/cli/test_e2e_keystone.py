@@ -1,0 +1,126 @@
+"""The installed ``glance`` against a 2-node reference cluster in keystone mode: every way to authenticate,
+and exit status 3 for a wrong password, a missing token and a non-admin user."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from glancecache_client.cli import exitcodes
+from glancecache_client.server.runner import Cluster, run_cluster
+
+from .test_e2e_cluster import DATA, assert_no_traceback, glance, hosts
+
+
+@pytest.fixture(scope="module")
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with run_cluster(nodes=2, auth="keystone", data_dir=tmp_path_factory.mktemp("keystone")) as running:
+        yield running
+
+
+def password_args(cluster: Cluster, user: str = "admin", password: str = "admin", project: str = "admin"):
+    return [
+        "--os-auth-url", cluster.identity_url, "--os-username", user, "--os-password", password,
+        "--os-project-name", project,
+    ]  # fmt: skip
+
+
+def token_for(cluster: Cluster) -> str:
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+
+    auth = v3.Password(
+        auth_url=cluster.identity_url, username="admin", password="admin", project_name="admin",
+        user_domain_id="default", project_domain_id="default",
+    )  # fmt: skip
+    return str(session.Session(auth=auth).get_token())
+
+
+def test_password_auth_fetches_one_token_for_every_node(keystone):
+    image = keystone.upload_image(DATA, name="ks")
+    before = keystone.tokens_issued
+    queued = glance(
+        *password_args(keystone),
+        *hosts(keystone.urls),
+        "cache-queue",
+        "--wait",
+        "--interval",
+        "0.1",
+        "--timeout",
+        "30",
+        image,
+    )
+    assert queued.returncode == 0, queued.stderr
+    assert keystone.tokens_issued == before + 1
+    listed = glance(*password_args(keystone), *hosts(keystone.urls), "cache-list", "-f", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert {row["node"] for row in json.loads(listed.stdout) if row["image_id"] == image} == set(keystone.urls)
+
+
+def test_password_auth_from_os_environment_variables(keystone):
+    env = {
+        "OS_AUTH_URL": keystone.identity_url, "OS_USERNAME": "admin", "OS_PASSWORD": "admin",
+        "OS_PROJECT_NAME": "admin", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
+    }  # fmt: skip
+    result = glance(*hosts(keystone.urls), "cache-list", "-f", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)
+
+
+def test_wrong_password_exits_3_with_one_line_and_no_secret(keystone):
+    result = glance(*password_args(keystone, password="not-the-password"), *hosts(keystone.urls), "cache-list")
+    assert result.returncode == exitcodes.AUTH
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"Error: authentication at {keystone.identity_url} failed")
+    assert "--os-password" in lines[0] and "not-the-password" not in lines[0]
+    assert_no_traceback(result)
+
+
+def test_a_member_is_refused_by_the_admin_only_cache_api_with_exit_3(keystone):
+    result = glance(*password_args(keystone, "demo", "demo", "demo"), *hosts(keystone.urls), "cache-list")
+    assert result.returncode == exitcodes.AUTH
+    assert result.stderr.count("HTTP 403") == 2 and "admin role" in result.stderr
+
+
+def test_no_credentials_against_a_keystone_node_exits_3_with_a_hint(keystone):
+    result = glance(*hosts(keystone.urls[:1]), "cache-list")
+    assert result.returncode == exitcodes.AUTH
+    assert "HTTP 401" in result.stderr and "--os-auth-url" in result.stderr
+    none = glance("--os-auth-type", "none", *hosts(keystone.urls[:1]), "cache-list")
+    assert none.returncode == exitcodes.AUTH
+
+
+def test_a_token_without_auth_url_is_sent_as_is_and_debug_redacts_it(keystone):
+    token = token_for(keystone)
+    result = glance("-d", "--os-token", token, *hosts(keystone.urls), "cache-list", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    json.loads(result.stdout)
+    assert "GET " in result.stderr and "<redacted>" in result.stderr
+    assert token not in result.stderr
+    legacy = glance("--os-auth-token", token, "--os-image-url", keystone.urls[0], "cache-list")
+    assert legacy.returncode == 0, legacy.stderr
+
+
+def test_os_cloud_reads_clouds_yaml(keystone, tmp_path):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n"
+        "  lab:\n"
+        "    auth:\n"
+        f"      auth_url: {keystone.identity_url}\n"
+        "      username: admin\n"
+        "      password: admin\n"
+        "      project_name: admin\n"
+        "      user_domain_name: Default\n"
+        "      project_domain_name: Default\n"
+    )
+    env = {"OS_CLIENT_CONFIG_FILE": str(clouds)}
+    result = glance("--os-cloud", "lab", *hosts(keystone.urls), "cache-list", "-f", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)
+    wrong = glance("--os-cloud", "nope", *hosts(keystone.urls), "cache-list", env=env)
+    assert wrong.returncode == exitcodes.USAGE and "nope" in wrong.stderr

@@ -1,0 +1,63 @@
+"""The installed console scripts: both names, shell completion, and the --wait progress bar on a terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+
+from glancecache_client.server.runner import run_cluster
+
+from .conftest import GLANCE, clean_env
+from .test_e2e_cluster import DATA, hosts
+
+GLANCECACHE = os.path.join(os.path.dirname(GLANCE), "glancecache")
+
+
+def test_both_script_names_run_the_same_cli():
+    for script, name in ((GLANCE, "glance"), (GLANCECACHE, "glancecache")):
+        result = subprocess.run([script, "--version"], capture_output=True, text=True, env=clean_env(), check=False)
+        assert result.returncode == 0
+        assert result.stdout.startswith(f"{name} (glancecache-client) ")
+
+
+def test_bash_completion_offers_the_cache_commands():
+    env = clean_env({"_GLANCE_COMPLETE": "bash_complete", "COMP_WORDS": "glance cache-", "COMP_CWORD": "1"})
+    result = subprocess.run([GLANCE], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    offered = {line.split(",", 1)[1] for line in result.stdout.splitlines() if "," in line}
+    assert {"cache-list", "cache-queue", "cache-delete", "cache-clear", "cache-nodes-list"} <= offered
+    for shell in ("bash", "zsh", "fish"):
+        source = subprocess.run(
+            [GLANCE],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=clean_env({"_GLANCE_COMPLETE": f"{shell}_source"}),
+        )
+        assert source.returncode == 0 and "_GLANCE_COMPLETE" in source.stdout, shell
+
+
+def test_wait_shows_a_progress_bar_only_when_stderr_is_a_terminal(tmp_path):
+    with run_cluster(nodes=2, auth="noauth", data_dir=tmp_path) as cluster:
+        image = cluster.upload_image(DATA, name="progress")
+        argv = [GLANCE, *hosts(cluster.urls), "cache-queue", "--wait", "--interval", "0.1", "--timeout", "30", image]
+        controller, terminal = pty.openpty()
+        try:
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, env=clean_env())
+            os.close(terminal)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # the terminal closed when the process ended
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            stdout, _ = process.communicate(timeout=60)
+        finally:
+            os.close(controller)
+        assert process.returncode == 0, shown
+        assert stdout == b""
+        assert b"caching" in shown and b"2/2" in shown

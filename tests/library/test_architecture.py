@@ -1,0 +1,87 @@
+"""Import direction: the library never imports the CLI stacks; the server never imports the client side."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import glancecache_client
+
+PACKAGE = Path(glancecache_client.__file__).parent
+LIBRARY = [p for p in PACKAGE.glob("*.py")]
+SERVER = list((PACKAGE / "server").rglob("*.py"))
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the file's package
+                parts = path.relative_to(PACKAGE.parent).with_suffix("").parts[: -node.level]
+                base = ".".join((*parts, base)) if base else ".".join(parts)
+                names.update(f"{base}.{alias.name}" for alias in node.names)
+            names.add(base)
+    return names
+
+
+def matches(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
+
+
+def test_library_never_imports_cli_stacks() -> None:
+    forbidden = ("click", "tabulate", "cliff", "osc_lib", "yaml", "glancecache_client.cli", "osc_plugin")
+    for path in LIBRARY:
+        bad = {m for m in imported_modules(path) if matches(m, forbidden)}
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_server_never_imports_client_side() -> None:
+    assert SERVER, "server package is missing"
+    client_side = (
+        "glancecache_client.client",
+        "glancecache_client.cluster",
+        "glancecache_client.models",
+        "glancecache_client.errors",
+        "glancecache_client.auth",
+        "glancecache_client.views",
+        "glancecache_client.nodes",
+        "glancecache_client.cli",
+        "osc_plugin",
+        "httpx",
+        "keystoneauth1",
+    )
+    for path in SERVER:
+        bad = {m for m in imported_modules(path) if matches(m, client_side)}
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+def test_import_does_not_load_keystoneauth_or_cli_stacks() -> None:
+    # (click itself may appear: httpx imports it for its own command line when it is installed.)
+    code = (
+        "import sys, glancecache_client; "
+        "print(sorted(m for m in ('keystoneauth1', 'tabulate', 'cliff', 'osc_lib', 'yaml') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_public_api_matches_all() -> None:
+    for name in glancecache_client.__all__:
+        assert getattr(glancecache_client, name) is not None, name
+    code = "import glancecache_client as g; from glancecache_client import *; print(sorted(set(dir())-{'g'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(sorted(set(glancecache_client.__all__) | {"__annotations__", "__builtins__",
+                                                                       "__doc__", "__loader__", "__name__",
+                                                                       "__package__", "__spec__"}))
+
+
+def test_bare_import_loads_no_http_stack() -> None:
+    code = "import sys, glancecache_client; print(sorted(m for m in ('httpx', 'keystoneauth1') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,458 @@
+"""Each ``openstack cache`` command: check_parser first, then take_action (or cliff's run) on scripted nodes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from keystoneauth1.session import Session
+from osc_lib import exceptions
+
+from glancecache_client.views import CACHE_COLUMNS
+from osc_plugin.v2 import cache
+
+from .conftest import (
+    CATALOG,
+    IMAGE,
+    NODE_A,
+    NODE_B,
+    OTHER,
+    THIRD,
+    FakeApp,
+    FakeNode,
+    Harness,
+    ParserError,
+    cache_body,
+    check_parser,
+    reply,
+    run_display,
+)
+
+FORBIDDEN = reply(403, {"message": "You are not authorized to complete cache_list action.", "code": 403},
+                  **{"x-openstack-request-id": "req-403"})
+
+
+# -- list ---------------------------------------------------------------------------------------------------
+
+
+def test_list_parser_collects_repeated_hosts(harness: Harness) -> None:
+    cmd = harness.command(cache.ListCache)
+    check_parser(cmd, [], [("hosts", [])])
+    check_parser(cmd, ["--host", "node-a", "--host", "node-b:9393"], [("hosts", ["node-a", "node-b:9393"])])
+
+
+def test_list_without_host_uses_the_catalog_endpoint_and_warns(harness: Harness) -> None:
+    harness.node(CATALOG).on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 1024, 3)], [OTHER])))
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(cmd, [], [("hosts", [])])
+
+    columns, rows = cmd.take_action(parsed)
+
+    assert columns == CACHE_COLUMNS
+    assert isinstance(rows, list)  # a list, not a generator: cliff may sort before printing
+    assert rows == [
+        (IMAGE, "cached", 1024, 3, "2023-11-14T22:13:20.500000Z", "2023-11-14T19:26:40Z", None),
+        (OTHER, "queued", None, None, None, None, None),
+    ]
+    [request] = harness.node(CATALOG).calls()
+    assert (request.method, str(request.url)) == ("GET", f"{CATALOG}/v2/cache")
+    assert request.headers["x-auth-token"] == "osc-token"
+    [warning] = harness.stderr_lines
+    assert warning.startswith("Warning: no --host given") and CATALOG in warning and "load-balanced" in warning
+
+
+def test_quiet_suppresses_the_load_balancer_warning(harness: Harness) -> None:
+    harness.node(CATALOG).on("GET", "/v2/cache", reply(200, cache_body()))
+    harness.app.options.verbose_level = 0
+    cmd = harness.command(cache.ListCache)
+    cmd.take_action(check_parser(cmd, [], []))
+    assert harness.stderr_lines == []
+
+
+def test_list_on_several_hosts_puts_node_first_and_never_asks_the_catalog(harness: Harness) -> None:
+    harness.node(NODE_A).on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 10, 1)])))
+    harness.node(NODE_B).on("GET", "/v2/cache", reply(200, cache_body([], [IMAGE])))
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b"], [("hosts", ["node-a", "node-b"])])
+
+    columns, rows = cmd.take_action(parsed)
+
+    assert columns == ("node", *CACHE_COLUMNS)
+    assert [(row[0], row[1], row[2]) for row in rows] == [(NODE_A, IMAGE, "cached"), (NODE_B, IMAGE, "queued")]
+    assert harness.api.resolved == 0 and harness.stderr_lines == []
+
+
+@pytest.mark.parametrize("sort_column", ["size", "Size", "hits", "last_accessed", "image_id", "state", "node"])
+def test_sort_on_every_column_keeps_every_row(harness: Harness, sort_column: str) -> None:
+    # OSC 10.5's `cached image list --sort-column Size` prints nothing: cliff cannot compare "N/A" with ints and
+    # has already used up a generator. Typed values in a list sort (None last) and all rows survive.
+    harness.node(NODE_A).on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 300, 1), (OTHER, 100, 0)], [THIRD])))
+    harness.node(NODE_B).on("GET", "/v2/cache", reply(200, cache_body([(THIRD, 200, 5)])))
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(
+        cmd, ["--host", "node-a", "--host", "node-b", "-f", "json", "--sort-column", sort_column], []
+    )
+
+    rows = run_display(cmd, parsed, harness.app)
+
+    assert len(rows) == 4
+    key = sort_column.lower()
+    values = [row[key] for row in rows]
+    present = [v for v in values if v is not None]
+    assert present == sorted(present) and values == present + [None] * (len(values) - len(present))
+    if key == "size":
+        assert [row["image_id"] for row in rows] == [OTHER, THIRD, IMAGE, THIRD]
+
+
+def test_sort_descending_and_column_selection(harness: Harness) -> None:
+    harness.node(CATALOG).on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 300, 1), (OTHER, 100, 0)])))
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(
+        cmd, ["-f", "json", "-c", "image_id", "-c", "size", "--sort-column", "size", "--sort-descending"], []
+    )
+    assert run_display(cmd, parsed, harness.app) == [
+        {"image_id": IMAGE, "size": 300},
+        {"image_id": OTHER, "size": 100},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("table", f"| {IMAGE} | cached |"),
+        ("csv", f'"{IMAGE}","cached",1024,3,'),
+        ("value", f"{IMAGE} cached 1024 3 2023-11-14T22:13:20.500000Z"),
+        ("yaml", "  size: 1024\n  state: cached\n"),
+        ("yaml", "  size: null\n  state: queued\n"),
+    ],
+)
+def test_every_formatter_renders_typed_rows(harness: Harness, fmt: str, expected: str) -> None:
+    harness.node(CATALOG).on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 1024, 3)], [OTHER])))
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(cmd, ["-f", fmt], [("formatter", fmt)])
+    out = run_display(cmd, parsed, harness.app)
+    assert expected in out and OTHER in out
+
+
+def test_list_prints_healthy_nodes_then_fails_naming_the_forbidden_one(harness: Harness) -> None:
+    harness.node(NODE_A).on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 10, 1)])))
+    harness.node(NODE_B).on("GET", "/v2/cache", FORBIDDEN)
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to list the cache on 1 of 2 nodes$"):
+        cmd.run(parsed)
+
+    assert [row["node"] for row in json.loads(harness.app.stdout.getvalue())] == [NODE_A]
+    [line] = harness.stderr_lines
+    assert line.startswith(f"Failed to list the cache on {NODE_B}: HTTP 403 for GET /v2/cache: ")
+    assert "not authorized to complete cache_list" in line and "req-403" in line and "admin role" in line
+
+
+def test_bad_host_is_one_clear_command_error(harness: Harness) -> None:
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(cmd, ["--host", "ftp://node-a"], [])
+    with pytest.raises(exceptions.CommandError, match="unsupported scheme"):
+        cmd.take_action(parsed)
+
+
+def test_no_image_endpoint_says_what_to_do() -> None:
+    from .conftest import FakeAPI
+
+    api = FakeAPI({}, catalog_endpoint=None)
+    cmd = cache.ListCache(FakeApp(api), None)  # type: ignore[arg-type]
+    with pytest.raises(exceptions.CommandError, match=r"no image endpoint .* --host NODE"):
+        cmd.take_action(check_parser(cmd, [], []))
+
+
+# -- queue --------------------------------------------------------------------------------------------------
+
+
+def test_queue_parser() -> None:
+    cmd = cache.QueueCache(FakeApp(None), None)  # type: ignore[arg-type]
+    check_parser(cmd, [IMAGE, OTHER], [("images", [IMAGE, OTHER]), ("wait", False), ("timeout", 300.0)])
+    check_parser(cmd, [IMAGE, "--wait", "--timeout", "2.5"], [("wait", True), ("timeout", 2.5)])
+    with pytest.raises(ParserError, match="the following arguments are required"):
+        check_parser(cmd, [], [])
+    with pytest.raises(ParserError, match="timeout must be more than 0"):
+        check_parser(cmd, [IMAGE, "--timeout", "0"], [])
+
+
+def test_queue_goes_on_past_a_failing_image_and_counts_it(harness: Harness) -> None:
+    node = harness.node(NODE_A)
+    node.on("PUT", f"/v2/cache/{IMAGE}", reply(202))
+    node.on("PUT", f"/v2/cache/{OTHER}", reply(404, {"message": f"Image {OTHER} not found."}))
+    node.on("PUT", f"/v2/cache/{THIRD}", reply(202))
+    cmd = harness.command(cache.QueueCache)
+    parsed = check_parser(cmd, [IMAGE, OTHER, THIRD, "--host", "node-a"], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to queue 1 of 3 images$"):
+        cmd.take_action(parsed)
+
+    assert [r.url.path for r in node.calls("PUT")] == [f"/v2/cache/{i}" for i in (IMAGE, OTHER, THIRD)]
+    [line] = harness.stderr_lines
+    assert line == (
+        f"Failed to queue image {OTHER} on {NODE_A}: HTTP 404 for PUT /v2/cache/{OTHER}: Image {OTHER} not found."
+    )
+
+
+def test_queue_on_several_nodes_and_wait_until_cached(harness: Harness) -> None:
+    for url in (NODE_A, NODE_B):
+        node = harness.node(url)
+        node.on("PUT", f"/v2/cache/{IMAGE}", reply(202))
+        node.on(
+            "GET", "/v2/cache", reply(200, cache_body([], [IMAGE])), reply(200, cache_body([(IMAGE, 5, 0)]))
+        )
+    cmd = harness.command(cache.QueueCache)
+    parsed = check_parser(cmd, [IMAGE, "--host", "node-a", "--host", "node-b", "--wait", "--timeout", "10"], [])
+
+    assert cmd.take_action(parsed) is None
+
+    for url in (NODE_A, NODE_B):
+        assert len(harness.node(url).calls("PUT")) == 1
+        assert len(harness.node(url).calls("GET", "/v2/cache")) == 2
+    assert harness.stderr_lines == []
+
+
+def test_queue_wait_times_out_with_a_failure(harness: Harness) -> None:
+    node = harness.node(NODE_A)
+    node.on("PUT", f"/v2/cache/{IMAGE}", reply(202))
+    node.on("GET", "/v2/cache", reply(200, cache_body([], [IMAGE])))
+    cmd = harness.command(cache.QueueCache)
+    parsed = check_parser(cmd, [IMAGE, "--host", "node-a", "--wait", "--timeout", "0.3"], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to queue 1 of 1 images$"):
+        cmd.take_action(parsed)
+    [line] = harness.stderr_lines
+    assert line.startswith(f"Failed to cache image {IMAGE} on {NODE_A}: image {IMAGE} was not cached within")
+
+
+# -- delete -------------------------------------------------------------------------------------------------
+
+
+def test_delete_tolerates_nodes_that_never_had_the_image(harness: Harness) -> None:
+    harness.node(NODE_A).on("DELETE", f"/v2/cache/{IMAGE}", reply(204))
+    harness.node(NODE_B).on("DELETE", f"/v2/cache/{IMAGE}", reply(404, {"message": "not cached"}))
+    cmd = harness.command(cache.DeleteCache)
+    parsed = check_parser(cmd, [IMAGE, "--host", "node-a", "--host", "node-b"], [("images", [IMAGE])])
+
+    assert cmd.take_action(parsed) is None
+    assert harness.stderr_lines == []
+
+
+def test_delete_fails_for_an_image_no_node_had_and_for_other_errors(harness: Harness) -> None:
+    for url in (NODE_A, NODE_B):
+        harness.node(url).on("DELETE", f"/v2/cache/{IMAGE}", reply(404, {"message": f"Image {IMAGE} not found"}))
+        harness.node(url).on("DELETE", f"/v2/cache/{THIRD}", reply(204))
+    harness.node(NODE_A).on("DELETE", f"/v2/cache/{OTHER}", reply(204))
+    harness.node(NODE_B).on("DELETE", f"/v2/cache/{OTHER}", FORBIDDEN)
+    cmd = harness.command(cache.DeleteCache)
+    parsed = check_parser(cmd, [IMAGE, OTHER, THIRD, "--host", "node-a", "--host", "node-b"], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to delete 2 of 3 images$"):
+        cmd.take_action(parsed)
+
+    lines = harness.stderr_lines
+    assert len(lines) == 3
+    assert lines[0].startswith(f"Failed to delete image {IMAGE} on {NODE_A}: HTTP 404")
+    assert lines[1].startswith(f"Failed to delete image {IMAGE} on {NODE_B}: HTTP 404")
+    assert lines[2].startswith(f"Failed to delete image {OTHER} on {NODE_B}: HTTP 403")
+
+
+# -- name lookup (real keystoneauth session, real HTTP to a small local images endpoint) ----------------------
+
+
+class _ImagesHandler(BaseHTTPRequestHandler):
+    images = {"cirros": [IMAGE], "twin": [OTHER, THIRD]}
+    tokens: list[str | None] = []
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        self.tokens.append(self.headers.get("X-Auth-Token"))
+        name = parse_qs(url.query).get("name", [""])[0]
+        body = json.dumps({"images": [{"id": i, "name": name} for i in self.images.get(name, [])]}).encode()
+        self.send_response(200 if url.path == "/v2/images" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def images_node() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImagesHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_queue_accepts_a_unique_image_name(harness: Harness, images_node: str) -> None:
+    from keystoneauth1 import token_endpoint
+
+    harness.api.session = Session(auth=token_endpoint.Token(images_node, "osc-token"))
+    harness.node(images_node).on("PUT", f"/v2/cache/{IMAGE}", reply(202))
+    cmd = harness.command(cache.QueueCache)
+    parsed = check_parser(cmd, ["cirros", "twin", "nothing", "--host", images_node], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to queue 2 of 3 images$"):
+        cmd.take_action(parsed)
+
+    assert [r.url.path for r in harness.node(images_node).calls("PUT")] == [f"/v2/cache/{IMAGE}"]
+    assert harness.stderr_lines == [
+        "Failed to queue image 'twin': more than one image is named 'twin': give the image ID instead",
+        "Failed to queue image 'nothing': no image is named 'nothing' (and it is not an image ID)",
+    ]
+    assert set(_ImagesHandler.tokens) == {"osc-token"}
+
+
+# -- clear --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "header"),
+    [
+        ([], None),
+        (["--target", "both"], None),
+        (["--target", "cache"], "cache"),
+        (["--target", "queued"], "queue"),
+        (["--cache"], "cache"),
+        (["--queue"], "queue"),
+        (["--cache", "--queue"], None),  # OSC 10.5 clears only the queue here
+        (["--target", "cache", "--cache"], "cache"),
+    ],
+)
+def test_clear_target_header(harness: Harness, args: list[str], header: str | None) -> None:
+    node = harness.node(CATALOG)
+    node.on("DELETE", "/v2/cache", reply(204))
+    node.on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 1, 0)], [OTHER])), reply(200, cache_body()))
+    cmd = harness.command(cache.ClearCache)
+    parsed = check_parser(cmd, args, [])
+
+    columns, rows = cmd.take_action(parsed)
+
+    [request] = node.calls("DELETE")
+    assert request.headers.get("x-image-cache-clear-target") == header
+    assert columns == ("cached_removed", "queued_removed") and rows == [(1, 1)]
+
+
+def test_clear_rejects_a_bad_or_contradictory_target(harness: Harness) -> None:
+    cmd = harness.command(cache.ClearCache)
+    with pytest.raises(ParserError, match="unknown clear target 'everything'"):
+        check_parser(cmd, ["--target", "everything"], [])
+    parsed = check_parser(cmd, ["--target", "queue", "--cache"], [])
+    with pytest.raises(exceptions.CommandError, match="contradicts --cache/--queue"):
+        cmd.take_action(parsed)
+    assert harness.api.nodes == {}  # nothing was sent anywhere
+
+
+def test_clear_reports_a_forbidden_node_and_exits_1(harness: Harness) -> None:
+    harness.node(NODE_A).on("GET", "/v2/cache", reply(200, cache_body([], [IMAGE])), reply(200, cache_body()))
+    harness.node(NODE_A).on("DELETE", "/v2/cache", reply(204))
+    harness.node(NODE_B).on("GET", "/v2/cache", FORBIDDEN)
+    cmd = harness.command(cache.ClearCache)
+    parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to clear the cache on 1 of 2 nodes$"):
+        cmd.run(parsed)
+    assert json.loads(harness.app.stdout.getvalue()) == [{"node": NODE_A, "cached_removed": 0, "queued_removed": 1}]
+    assert harness.node(NODE_B).calls("DELETE") == []
+
+
+# -- clean, prune -------------------------------------------------------------------------------------------
+
+
+def test_clean_posts_and_names_a_node_without_api_2_18(harness: Harness) -> None:
+    harness.node(NODE_A).on("POST", "/v2/cache/clean", reply(200))
+    old = {"versions": [{"id": "v2.16", "status": "CURRENT"}, {"id": "v2.14", "status": "SUPPORTED"}]}
+    harness.node(NODE_B).on("GET", "/versions", reply(200, old))
+    cmd = harness.command(cache.CleanCache)
+    parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b"], [("hosts", ["node-a", "node-b"])])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to clean the cache on 1 of 2 nodes$"):
+        cmd.take_action(parsed)
+
+    assert len(harness.node(NODE_A).calls("POST", "/v2/cache/clean")) == 1
+    assert harness.node(NODE_B).calls() == []
+    [line] = harness.stderr_lines
+    assert line.startswith(f"Failed to clean the cache on {NODE_B}: cleaning the cache needs Image API v2.18")
+
+
+def test_clean_succeeds_quietly(harness: Harness) -> None:
+    harness.node(CATALOG).on("POST", "/v2/cache/clean", reply(200))
+    harness.app.options.verbose_level = 0
+    cmd = harness.command(cache.CleanCache)
+    assert cmd.take_action(check_parser(cmd, [], [])) is None
+    assert harness.stderr_lines == [] and harness.app.stdout.getvalue() == ""
+
+
+def test_prune_rows_per_node(harness: Harness) -> None:
+    harness.node(NODE_A).on("POST", "/v2/cache/prune", reply(200, {"total_files_pruned": 2, "total_bytes_pruned": 300}))
+    harness.node(NODE_B).on("POST", "/v2/cache/prune", reply(200, {"total_files_pruned": 0, "total_bytes_pruned": 0}))
+    cmd = harness.command(cache.PruneCache)
+    parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
+    assert run_display(cmd, parsed, harness.app) == [
+        {"node": NODE_A, "files_pruned": 2, "bytes_pruned": 300},
+        {"node": NODE_B, "files_pruned": 0, "bytes_pruned": 0},
+    ]
+
+
+# -- nodes list ---------------------------------------------------------------------------------------------
+
+
+def test_nodes_list_without_host_does_not_warn(harness: Harness) -> None:
+    harness.node(CATALOG).on("GET", f"/v2/cache/nodes/{IMAGE}", reply(200, [NODE_A, NODE_B]))
+    cmd = harness.command(cache.ListCacheNodes)
+    parsed = check_parser(cmd, [IMAGE.upper()], [("images", [IMAGE.upper()])])
+
+    columns, rows = cmd.take_action(parsed)
+
+    assert columns == ("image_id", "node_url")
+    assert rows == [(IMAGE, NODE_A), (IMAGE, NODE_B)]
+    assert harness.stderr_lines == []
+
+
+def test_nodes_list_merges_hosts_and_reports_conflict(harness: Harness) -> None:
+    harness.node(NODE_A).on("GET", f"/v2/cache/nodes/{IMAGE}", reply(200, [NODE_A]))
+    harness.node(NODE_B).on(
+        "GET", f"/v2/cache/nodes/{IMAGE}", reply(409, {"message": "Centralized caching is not enabled"})
+    )
+    cmd = harness.command(cache.ListCacheNodes)
+    parsed = check_parser(cmd, [IMAGE, "--host", "node-a", "--host", "node-b", "-f", "value"], [])
+
+    with pytest.raises(exceptions.CommandError, match=f"Failed to list the nodes caching image {IMAGE} on 1 of 2"):
+        cmd.run(parsed)
+    assert harness.app.stdout.getvalue() == f"{IMAGE} {NODE_A}\n"
+    [line] = harness.stderr_lines
+    assert "HTTP 409" in line and "Centralized caching is not enabled" in line and NODE_B in line
+
+
+def test_nodes_list_takes_exactly_one_image() -> None:
+    cmd = cache.ListCacheNodes(FakeApp(None), None)  # type: ignore[arg-type]
+    with pytest.raises(ParserError, match="unrecognized arguments"):
+        check_parser(cmd, [IMAGE, OTHER], [])
+
+
+def test_every_command_has_help_without_credentials() -> None:
+    for cls in (cache.ListCache, cache.QueueCache, cache.DeleteCache, cache.ClearCache, cache.CleanCache,
+                cache.PruneCache, cache.ListCacheNodes):
+        cmd = cls(FakeApp(None), None)  # type: ignore[arg-type]
+        text = cmd.get_parser("openstack cache").format_help()
+        assert "--host <host>" in text and cmd.get_description()
+        assert "display" not in cmd.get_description().lower()
+
+
+def test_fake_node_answers_unknown_routes_with_404() -> None:
+    # The harness itself must be able to fail a test: an unscripted request is a 404, not a silent success.
+    import httpx
+
+    node = FakeNode(NODE_A)
+    assert node.handler(httpx.Request("GET", f"{NODE_A}/v2/cache")).status_code == 404
