@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from glancecache_client.server.digesting import COPY_CHUNK, DigestingWriter
+from glancecache_client.server.keyed_locks import KeyedLocks
 from glancecache_client.server.registry import CacheRegistry
 from glancecache_client.server.store import Image, ImageStore, is_image_id
 
@@ -83,11 +84,10 @@ class _Fill:
     helper threads, so the stream that feeds the fill (a client's download) barely waits for them.
     """
 
-    def __init__(self, engine: CacheEngine, image: Image, out: BinaryIO, epoch: int) -> None:
+    def __init__(self, engine: CacheEngine, image: Image, out: BinaryIO) -> None:
         self.engine = engine
         self.image = image
         self.out = out
-        self.epoch = epoch
         self.inode = os.fstat(out.fileno()).st_ino
         self.digest = DigestingWriter(out, name=f"fill-{image.id[:8]}")
         self.open = True
@@ -135,7 +135,7 @@ class _Fill:
                 return False
             engine = self.engine
             with engine._state_lock(image_id):
-                if engine._epoch(image_id) != self.epoch:
+                if engine._fill_cancelled(image_id):
                     self.abort("its cache entry was deleted during the fill")
                     return False
                 if not self._still_ours():
@@ -194,6 +194,7 @@ class _Fill:
             with contextlib.suppress(OSError):
                 self.out.close()
             self.engine._count("fills_committed" if committed else "fills_failed")
+            self.engine._forget_fill(self.image.id)
 
 
 class CacheEngine:
@@ -228,9 +229,12 @@ class CacheEngine:
 
         self._guard = threading.Lock()
         self._idle = threading.Condition(self._guard)
-        self._fill_locks: dict[str, threading.Lock] = {}
-        self._state_locks: dict[str, threading.Lock] = {}
-        self._epochs: dict[str, int] = {}
+        # Per image id: one fill at a time (held for the whole fill) and state changes (brief). Both forget
+        # an id once nobody uses its lock, so a long-lived node does not keep a lock per image ever seen.
+        self._fill_locks = KeyedLocks()
+        self._state_locks = KeyedLocks()
+        # Image id -> True once a delete cancelled it, for each fill of this engine that has not ended yet.
+        self._running_fills: dict[str, bool] = {}
         self._named_locks = {"clean": threading.Lock(), "prune": threading.Lock()}
         self._tasks: queue_module.Queue[str | None] = queue_module.Queue()
         self._waiting: set[str] = set()
@@ -276,9 +280,12 @@ class CacheEngine:
             return self._idle.wait_for(lambda: self._outstanding == 0, timeout=timeout)
 
     def stats(self) -> dict[str, int]:
-        """Counters since start: fills started, committed and failed (including aborted ones)."""
+        """Counters since start: fills started, committed and failed (including aborted ones); and, right
+        now, the image ids holding per-image state (locks, running fills), which is 0 on an idle engine."""
         with self._guard:
-            return dict(self._counters)
+            counters = dict(self._counters)
+            running = len(self._running_fills)
+        return {**counters, "ids_in_use": running + len(self._fill_locks) + len(self._state_locks)}
 
     # -- listing ---------------------------------------------------------------------------------------
 
@@ -351,7 +358,7 @@ class CacheEngine:
         if not is_image_id(image_id):
             return
         with self._state_lock(image_id):
-            self._bump_epoch(image_id)
+            self._cancel_fill(image_id)
             self._unlink(self._cached_path(image_id))
             self.registry.remove(image_id)
             self._unlink(self._queue_path(image_id))
@@ -366,7 +373,7 @@ class CacheEngine:
         image_ids.update(path.name for path in self._files(self.cache_dir) if is_image_id(path.name))
         for image_id in image_ids:
             with self._state_lock(image_id):
-                self._bump_epoch(image_id)
+                self._cancel_fill(image_id)
                 self._unlink(self._cached_path(image_id))
                 self.registry.remove(image_id)
         return len(image_ids)
@@ -400,7 +407,7 @@ class CacheEngine:
         if not is_image_id(image_id) or self.is_cached(image_id):
             yield from chunks
             return
-        if not self._fill_lock(image_id).acquire(blocking=False):
+        if not self._fill_locks.try_acquire(image_id):
             yield from chunks
             return
         try:
@@ -514,12 +521,12 @@ class CacheEngine:
             log.warning("Image %s is %s; dropping it from the cache queue", image_id, state)
             self._unlink(self._queue_path(image_id))
             return
-        if not self._fill_lock(image_id).acquire(blocking=False):
+        if not self._fill_locks.try_acquire(image_id):
             # A download (or another worker) is filling it. Rather than tie up this worker behind a
             # possibly slow client, ask the holder to re-submit the id when it lets go.
             with self._guard:
                 self._deferred.add(image_id)
-            if not self._fill_lock(image_id).acquire(blocking=False):
+            if not self._fill_locks.try_acquire(image_id):
                 return
             with self._guard:
                 self._deferred.discard(image_id)
@@ -552,7 +559,17 @@ class CacheEngine:
         """Create ``incomplete/<id>`` exclusively. None if another live writer (process) holds it."""
         image_id = image.id
         path = self._incomplete_path(image_id)
-        epoch = self._epoch(image_id)
+        # Tracked from before the file exists, so a delete from now on cancels this fill; the caller holds
+        # the image's fill lock, so no other fill of this engine tracks the same id.
+        with self._guard:
+            self._running_fills[image_id] = False
+        fill = self._create_fill(image, path)
+        if fill is None:
+            self._forget_fill(image_id)
+        return fill
+
+    def _create_fill(self, image: Image, path: Path) -> _Fill | None:
+        image_id = image.id
         for attempt in range(2):
             try:
                 out = self._create_locked(path)
@@ -569,7 +586,7 @@ class CacheEngine:
                 out.close()
                 return None
             self._count("fills_started")
-            return _Fill(self, image, out, epoch)
+            return _Fill(self, image, out)
         return None
 
     @staticmethod
@@ -704,29 +721,29 @@ class CacheEngine:
         except OSError:
             log.exception("Could not put image %s back into the cache queue", image_id)
 
-    def _fill_lock(self, image_id: str) -> threading.Lock:
-        with self._guard:
-            return self._fill_locks.setdefault(image_id, threading.Lock())
-
     def _release_fill_lock(self, image_id: str) -> None:
-        self._fill_lock(image_id).release()
+        self._fill_locks.release(image_id)
         with self._guard:
             deferred = image_id in self._deferred
             self._deferred.discard(image_id)
         if deferred and not self.is_cached(image_id) and self.is_queued(image_id):
             self._submit(image_id)
 
-    def _state_lock(self, image_id: str) -> threading.Lock:
-        with self._guard:
-            return self._state_locks.setdefault(image_id, threading.Lock())
+    def _state_lock(self, image_id: str) -> contextlib.AbstractContextManager[None]:
+        return self._state_locks.hold(image_id)
 
-    def _epoch(self, image_id: str) -> int:
+    def _cancel_fill(self, image_id: str) -> None:
         with self._guard:
-            return self._epochs.get(image_id, 0)
+            if image_id in self._running_fills:
+                self._running_fills[image_id] = True
 
-    def _bump_epoch(self, image_id: str) -> None:
+    def _fill_cancelled(self, image_id: str) -> bool:
         with self._guard:
-            self._epochs[image_id] = self._epochs.get(image_id, 0) + 1
+            return self._running_fills.get(image_id, False)
+
+    def _forget_fill(self, image_id: str) -> None:
+        with self._guard:
+            self._running_fills.pop(image_id, None)
 
     def _count(self, counter: str) -> None:
         with self._guard:

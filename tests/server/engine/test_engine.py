@@ -121,6 +121,24 @@ def test_fifty_concurrent_queues_and_downloads_fill_once(make_node: NodeFactory,
     assert _ids(node.engine) == [image.id]
     assert (node.cache_dir / image.id).read_bytes() == data
     assert node.engine.list_queued() == []
+    assert stats["ids_in_use"] == 0
+
+
+def test_idle_engine_keeps_no_per_image_state(make_node: NodeFactory, store: ImageStore) -> None:
+    # Ids are unbounded over a node's life: locks and fill records must go when their image is left alone.
+    node = make_node(workers=2)
+    images = [active_image(store, os.urandom(KIB)) for _ in range(20)]
+    for image in images[:10]:
+        node.engine.queue(image.id)
+    for image in images[10:]:
+        stream = node.engine.caching_iter(image, store.iter_data(image.id))
+        next(stream)
+        stream.close()  # a client gone mid-download
+    assert node.engine.wait_idle(10)
+    node.engine.delete(images[0].id)
+    node.engine.delete_all_cached()
+    assert node.engine.stats()["ids_in_use"] == 0
+    assert node.engine.stats()["fills_committed"] == 10
 
 
 def test_worker_pool_survives_failures(make_node: NodeFactory, store: ImageStore,
@@ -287,6 +305,9 @@ def test_delete_during_fill_cancels_it(make_node: NodeFactory, store: ImageStore
     assert received == data
     assert not node.engine.is_cached(image.id) and node.registry.get(image.id) is None
     assert (node.cache_dir / "invalid" / image.id).exists()
+    # The cancellation belonged to that fill only: the next download caches the image.
+    assert _download(node.engine, image, store) == data
+    assert node.engine.is_cached(image.id) and node.engine.stats()["ids_in_use"] == 0
 
 
 def test_worker_is_not_held_by_a_slow_download(make_node: NodeFactory, store: ImageStore) -> None:
@@ -323,8 +344,10 @@ def test_download_passes_through_while_another_process_writes(make_node: NodeFac
         assert partial.read_bytes() == b"bu"
         assert not node.engine.is_cached(image.id) and node.engine.list_queued() == [image.id]
         node.engine.start()  # a restart of *this* process must not remove another's live file
+        # start() re-submits the queue: let that attempt end while the other writer still holds its file.
+        assert node.engine.wait_idle(10)
         assert partial.exists()
-    assert node.engine.stats()["fills_started"] == 0
+        assert node.engine.stats()["fills_started"] == 0
 
 
 # -- reads and hits --------------------------------------------------------------------------------------

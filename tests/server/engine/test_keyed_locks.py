@@ -1,0 +1,68 @@
+"""KeyedLocks: mutual exclusion per key, and no entry left once a key's lock is unused."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from glancecache_client.server.keyed_locks import KeyedLocks
+
+
+def test_hold_excludes_per_key_and_forgets_the_key() -> None:
+    locks = KeyedLocks()
+    inside: list[str] = []
+    overlap = threading.Event()
+
+    def worker(key: str) -> None:
+        with locks.hold(key):
+            if key in inside:
+                overlap.set()
+            inside.append(key)
+            time.sleep(0.01)
+            inside.remove(key)
+
+    threads = [threading.Thread(target=worker, args=(f"k{n % 3}",)) for n in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not overlap.is_set()
+    assert len(locks) == 0
+
+
+def test_other_keys_are_independent() -> None:
+    locks = KeyedLocks()
+    with locks.hold("a"):
+        assert locks.try_acquire("b")
+        assert len(locks) == 2
+        locks.release("b")
+    assert len(locks) == 0
+
+
+def test_try_acquire_fails_while_held_and_keeps_the_holders_entry() -> None:
+    locks = KeyedLocks()
+    assert locks.try_acquire("a")
+    assert not locks.try_acquire("a")
+    assert len(locks) == 1
+    locks.release("a")
+    assert len(locks) == 0
+    assert locks.try_acquire("a")
+    locks.release("a")
+
+
+def test_a_waiter_keeps_the_entry_until_it_is_done() -> None:
+    locks = KeyedLocks()
+    assert locks.try_acquire("a")
+    acquired = threading.Event()
+
+    def waiter() -> None:
+        with locks.hold("a"):
+            acquired.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.05)
+    assert not acquired.is_set()
+    locks.release("a")  # the waiter still counts: the entry (and its lock) must survive this release
+    thread.join(5)
+    assert acquired.is_set() and len(locks) == 0
