@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import functools
 import logging
+import os
 import ssl
 import threading
 import time
@@ -352,12 +353,41 @@ class CacheClient:
 @functools.lru_cache(maxsize=8)
 def _tls_context(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext:
     """One TLS context per (verify, cert), shared by every client: loading a CA bundle costs ~50 ms, which a
-    16-node Cluster would otherwise pay 16 times before sending anything."""
-    context = httpx.create_ssl_context(verify=verify)
+    16-node Cluster would otherwise pay 16 times before sending anything.
+
+    An unreadable CA bundle or client certificate is InvalidInput naming the file, raised before any request.
+    """
+    if isinstance(verify, bool):
+        context = httpx.create_ssl_context(verify=verify)
+    else:
+        # A CA file or directory. Built here because httpx 0.28 deprecates verify=<str> with a warning.
+        try:
+            if os.path.isdir(verify):
+                context = ssl.create_default_context(capath=verify)
+            else:
+                context = ssl.create_default_context(cafile=verify)
+        except OSError as exc:  # ssl.SSLError included: not PEM, no certificate in it
+            raise errors.InvalidInput(
+                f"cannot use the CA bundle {verify}: {_file_problem(exc)} (give a PEM file of CA certificates)"
+            ) from None
     if cert is not None:
         certfile, keyfile = (cert, None) if isinstance(cert, str) else cert
-        context.load_cert_chain(certfile, keyfile)
+        try:
+            context.load_cert_chain(certfile, keyfile)
+        except OSError as exc:
+            with_key = f" with key {keyfile}" if keyfile else ""
+            raise errors.InvalidInput(
+                f"cannot use the client certificate {certfile}{with_key}: {_file_problem(exc)} "
+                "(give a PEM certificate and its unencrypted PEM key)"
+            ) from None
     return context
+
+
+def _file_problem(exc: OSError) -> str:
+    """``No such file or directory`` for a missing file, else OpenSSL's reason (``[SSL] PEM lib (_ssl.c:3926)``)."""
+    if exc.strerror and not isinstance(exc, ssl.SSLError):
+        return exc.strerror
+    return _describe(exc)
 
 
 @functools.lru_cache(maxsize=1)
@@ -398,7 +428,7 @@ def _transport_error(exc: httpx.TransportError, node: str) -> errors.TransportEr
         current = current.__cause__ or current.__context__
     text = " ".join(_describe(item) for item in chain).lower()
     if any(isinstance(item, ssl.SSLError) for item in chain) or "ssl" in text or "certificate" in text:
-        return errors.TLSFailure(f"TLS failed: {_describe(exc)} (check --os-cacert or --insecure)", node=node)
+        return errors.TLSFailure(f"TLS failed: {_describe(exc)} ({_tls_hint(text)})", node=node)
     if isinstance(exc, httpx.ConnectError):
         if any(isinstance(item, ConnectionRefusedError) for item in chain) or "refused" in text:
             return errors.ConnectionRefused(
@@ -418,3 +448,11 @@ def _transport_error(exc: httpx.TransportError, node: str) -> errors.TransportEr
                 "the host name does not resolve (check the spelling)", node=node
             )
     return errors.TransportError(f"request failed: {_describe(exc)}", node=node)
+
+
+def _tls_hint(text: str) -> str:
+    """What to check. An alert received about a certificate means the node refused ours (it requires a client
+    certificate it trusts); anything else, typically "certificate verify failed", means we refused the node's."""
+    if "alert" in text and ("certificate" in text or "unknown ca" in text):
+        return "the node requires a client certificate it trusts: check --os-cert and --os-key"
+    return "check --os-cacert or --insecure"

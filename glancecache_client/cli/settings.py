@@ -94,6 +94,8 @@ class Settings:
 
     @property
     def client_cert(self) -> str | tuple[str, str] | None:
+        if self.key and not self.cert:
+            raise CliError("--os-key needs --os-cert (the client certificate that key belongs to)", exitcodes.USAGE)
         if self.cert and self.key:
             return (self.cert, self.key)
         return self.cert
@@ -111,11 +113,22 @@ class Settings:
         elif self.token and not auth_url:
             return auth.StaticToken(self.token)
         elif auth_url or auth_type:
+            auth_type = self._plugin_name(auth_type)
             source = auth.SessionTokens(self._keystone_session(auth_type))
         else:
             return auth.NoAuth()  # nothing given: a noauth node works; a keystone one answers 401 with a hint
-        self._authenticate(source)
+        self._authenticate(source, auth_type)
         return source
+
+    def _plugin_name(self, auth_type: str) -> str:
+        """The keystoneauth1 plugin: as given, else guessed from the options as python-openstackclient does."""
+        if auth_type:
+            return auth_type
+        if self.token:
+            return "token"
+        if self.identity.get("application_credential_id") or self.identity.get("application_credential_secret"):
+            return "v3applicationcredential"
+        return "password"
 
     def _keystone_session(self, auth_type: str) -> Any:
         from glancecache_client import auth
@@ -123,15 +136,11 @@ class Settings:
 
         options: dict[str, object] = dict(self.identity)
         options["token"] = self.token
-        if not auth_type:
-            if self.token:
-                auth_type = "token"
-            elif options.get("application_credential_id") or options.get("application_credential_secret"):
-                auth_type = "v3applicationcredential"
-            else:
-                auth_type = "password"
-        if self.default_domain and auth_type in ("password", "v3password", "token", "v3token"):
+        if self.default_domain and auth_type in _DEFAULT_DOMAIN_PLUGINS:
             # As python-openstackclient does: v3 needs domains, and most clouds keep users in "default".
+            # That also serves an application credential named with --os-username; and a stray
+            # --os-project-name then reaches Keystone, whose "cannot request a scope" says more than
+            # keystoneauth1 asking for a project domain.
             if not (options.get("user_domain_name") or options.get("user_domain_id")):
                 options["user_domain_id"] = self.default_domain
             if not (options.get("project_domain_name") or options.get("project_domain_id")):
@@ -165,7 +174,7 @@ class Settings:
             self.cacert = region.config.get("cacert") or None
         return region.get_session()
 
-    def _authenticate(self, source: TokenSource) -> None:
+    def _authenticate(self, source: TokenSource, auth_type: str) -> None:
         from .output import error_boundary
 
         auth_url = self.identity.get("auth_url") or (f"cloud {self.cloud}" if self.cloud else "keystone")
@@ -176,11 +185,16 @@ class Settings:
                 if not type(exc).__module__.startswith("keystoneauth1"):
                     raise
                 code = exitcodes.for_error(exc)
-                hint = (
-                    " (check --os-username/--os-password, --os-project-name and the domains, or OS_* variables)"
-                    if code == exitcodes.AUTH
-                    else " (check --os-auth-url)"
-                )
+                if code != exitcodes.AUTH:
+                    hint = " (check --os-auth-url)"
+                elif auth_type == "v3applicationcredential":
+                    hint = (
+                        " (check --os-application-credential-id, or --os-application-credential-name with"
+                        " --os-username, and --os-application-credential-secret, or OS_* variables; a credential"
+                        " carries its own project, so give no --os-project-* option)"
+                    )
+                else:
+                    hint = " (check --os-username/--os-password, --os-project-name and the domains, or OS_* variables)"
                 message = _short_keystone_message(exc)
                 raise CliError(f"authentication at {auth_url} failed: {message}{hint}", code) from None
 
@@ -208,6 +222,9 @@ class Settings:
             cert=self.client_cert,
             timeout=self.timeout,
         )
+
+
+_DEFAULT_DOMAIN_PLUGINS = ("password", "v3password", "token", "v3token", "v3applicationcredential")
 
 
 def _short_keystone_message(exc: BaseException) -> str:

@@ -1,16 +1,23 @@
 """A minimal Identity v3 (Keystone) service, served at ``/identity`` on every node in keystone mode.
 
-Owns: the user directory (domain ``Default``; users, passwords, project roles from a JSON/YAML file or
-the defaults admin/admin (admin on project admin) and demo/demo (member on project demo)), the token
-table in the cluster's shared database (so a token issued by any node is accepted by every node), and
-the HTTP surface real keystoneauth1 and the ``openstack`` command use: version discovery,
-``POST /v3/auth/tokens`` (password or token method, project scope by id or name + domain),
-``GET|HEAD|DELETE /v3/auth/tokens`` (X-Subject-Token). The catalog lists the cluster as service type
+Owns: the user directory (domain ``Default``; users, passwords, project roles and application credentials
+from a JSON/YAML file or the defaults admin/admin (admin on project admin) and demo/demo (member on project
+demo)), the token table in the cluster's shared database (so a token issued by any node is accepted by every
+node), and the HTTP surface real keystoneauth1 and the ``openstack`` command use: version discovery,
+``POST /v3/auth/tokens`` (password, token or application_credential method; project scope by id or name +
+domain), ``GET|HEAD|DELETE /v3/auth/tokens`` (X-Subject-Token). The catalog lists the cluster as service type
 ``image`` (public, internal and admin endpoints all the first node, standing in for a load balancer).
+
+Application credentials behave as Keystone's: authenticate by ``id`` + ``secret``, or by ``name`` + ``secret``
++ ``user`` (``{"id"}`` or ``{"name", "domain"}``); the token is scoped to the credential's project with the
+credential's roles only, and a request that also names a scope is refused (401). The default users carry one
+well-known credential for tests and demos: admin's ``admin-appcred``, secret ``admin-appcred-secret``, id
+``fa60edfe1fc85d5ebc1131ed35872fab``, role admin on project admin.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 import time
@@ -37,6 +44,10 @@ TOKEN_CACHE_SECONDS = 30.0
 _ID_NAMESPACE = uuid.UUID("5f0e4d4c-8a0b-4c55-9f56-2f1b6c2a7d11")
 IDENTITY_VERSION = "v3.14"
 IDENTITY_UPDATED = "2020-04-07T00:00:00Z"
+# Keystone's ApplicationCredentialAuthError text for a request that names a scope.
+APP_CRED_SCOPE_REFUSED = (
+    "Error authenticating with application credential: Application credentials cannot request a scope."
+)
 
 
 class UsersFileError(ValueError):
@@ -49,12 +60,40 @@ def stable_id(kind: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class ApplicationCredential:
+    """A user's delegation to an application: a secret bound to one of the user's projects and a subset of
+    the user's roles there (never more than the user holds)."""
+
+    id: str
+    name: str
+    secret: str
+    project: str
+    roles: tuple[str, ...]
+
+
+def application_credential(
+    user: str,
+    name: str,
+    secret: str,
+    project: str,
+    roles: tuple[str, ...],
+    *,
+    domain: str = DEFAULT_DOMAIN_NAME,
+    id: str | None = None,
+) -> ApplicationCredential:
+    """A credential whose id, unless given, is derived from owner and name (the same on every node)."""
+    cred_id = id if id is not None else stable_id("application_credential", f"{domain}/{user}/{name}")
+    return ApplicationCredential(cred_id, name, secret, project, roles)
+
+
+@dataclass(frozen=True)
 class User:
     name: str
     password: str
     domain: str = DEFAULT_DOMAIN_NAME
     # project name -> role names
     projects: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    application_credentials: tuple[ApplicationCredential, ...] = ()
 
     @property
     def id(self) -> str:
@@ -69,8 +108,11 @@ def domain_id(name: str) -> str:
     return DEFAULT_DOMAIN_ID if name == DEFAULT_DOMAIN_NAME else stable_id("domain", name)
 
 
+DEFAULT_APPLICATION_CREDENTIAL = application_credential(
+    "admin", "admin-appcred", "admin-appcred-secret", "admin", ("admin",)
+)
 DEFAULT_USERS = (
-    User("admin", "admin", projects={"admin": ("admin",)}),
+    User("admin", "admin", projects={"admin": ("admin",)}, application_credentials=(DEFAULT_APPLICATION_CREDENTIAL,)),
     User("demo", "demo", projects={"demo": ("member",)}),
 )
 
@@ -78,7 +120,9 @@ DEFAULT_USERS = (
 def load_users_file(path: Path | str) -> tuple[User, ...]:
     """Users from a JSON or YAML file: ``{"users": [{"name", "password", "project", "roles"}...]}``.
 
-    A user may instead give ``"projects": {"<project>": ["<role>", ...]}`` and a ``"domain"`` name.
+    A user may instead give ``"projects": {"<project>": ["<role>", ...]}`` and a ``"domain"`` name, and
+    ``"application_credentials": [{"name", "secret", "project", "roles", "id"}...]`` (``roles`` defaults to all
+    of the user's roles on that project, as Keystone's; ``id`` defaults to a stable id from user and name).
     """
     path = Path(path)
     try:
@@ -117,8 +161,54 @@ def load_users_file(path: Path | str) -> tuple[User, ...]:
                 projects[str(project)] = _roles(roles, path, name)
         if "project" in entry:
             projects[str(entry["project"])] = _roles(entry.get("roles", ["member"]), path, name)
-        users.append(User(name, password, str(entry.get("domain", DEFAULT_DOMAIN_NAME)), projects))
+        domain = str(entry.get("domain", DEFAULT_DOMAIN_NAME))
+        credentials = _application_credentials(entry.get("application_credentials", []), path, name, domain, projects)
+        users.append(User(name, password, domain, projects, credentials))
+    ids = [credential.id for user in users for credential in user.application_credentials]
+    duplicates = sorted({cred_id for cred_id in ids if ids.count(cred_id) > 1})
+    if duplicates:
+        raise UsersFileError(f"users file {path}: application credential id {duplicates[0]!r} is used twice")
     return tuple(users)
+
+
+def _application_credentials(
+    value: object, path: Path, user: str, domain: str, projects: Mapping[str, tuple[str, ...]]
+) -> tuple[ApplicationCredential, ...]:
+    if not isinstance(value, list):
+        raise UsersFileError(f"users file {path}: 'application_credentials' of user {user!r} must be a list")
+    credentials: list[ApplicationCredential] = []
+    for spec in value:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise UsersFileError(f"users file {path}: every application credential of user {user!r} needs a 'name'")
+        where = f"users file {path}: application credential {spec['name']!r} of user {user!r}"
+        if any(known.name == spec["name"] for known in credentials):
+            raise UsersFileError(f"{where} is defined twice")
+        secret = spec.get("secret")
+        if not isinstance(secret, str) or not secret:
+            raise UsersFileError(f"{where} needs a non-empty string 'secret'")
+        project = spec.get("project")
+        if not isinstance(project, str) or not projects.get(project):
+            held = ", ".join(sorted(name for name, roles in projects.items() if roles)) or "none"
+            raise UsersFileError(f"{where} needs a 'project' the user has roles on (the user's projects: {held})")
+        held_roles = projects[project]
+        # Keystone's default: a credential created without roles gets all of the user's roles on the project.
+        roles = _roles(spec["roles"], path, user) if "roles" in spec else held_roles
+        extra = [role for role in roles if role not in held_roles]
+        if extra:
+            raise UsersFileError(
+                f"{where} may only carry roles the user has on project {project!r} "
+                f"({', '.join(held_roles)}), not {', '.join(extra)}"
+            )
+        if not roles:
+            raise UsersFileError(f"{where} needs at least one role")
+        cred_id = spec.get("id")
+        # The token table stores the id in a 64-character column.
+        if cred_id is not None and (not isinstance(cred_id, str) or not 0 < len(cred_id) <= 64):
+            raise UsersFileError(f"{where}: 'id' must be a string of 1 to 64 characters")
+        credentials.append(
+            application_credential(user, spec["name"], secret, project, roles, domain=domain, id=cred_id)
+        )
+    return tuple(credentials)
 
 
 def _roles(value: object, path: Path, user: str) -> tuple[str, ...]:
@@ -141,6 +231,8 @@ tokens_table = sa.Table(
     sa.Column("methods", sa.String(255), nullable=False),
     sa.Column("issued_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    # Set when the token came from an application credential: its project and roles bound the token.
+    sa.Column("application_credential_id", sa.String(64), nullable=True),
 )
 
 
@@ -154,6 +246,7 @@ class Token:
     methods: tuple[str, ...]
     issued_at: float
     expires_at: float
+    application_credential_id: str | None = None
 
 
 class IdentityError(Exception):
@@ -190,8 +283,17 @@ class IdentityService:
 
     # -- tokens ---------------------------------------------------------------------------------------
 
-    def issue(self, user: User, project_name: str | None, methods: tuple[str, ...]) -> Token:
-        roles = tuple(user.projects.get(project_name, ())) if project_name is not None else ()
+    def issue(
+        self,
+        user: User,
+        project_name: str | None,
+        methods: tuple[str, ...],
+        credential: ApplicationCredential | None = None,
+    ) -> Token:
+        if credential is not None:
+            project_name, roles = credential.project, credential.roles
+        else:
+            roles = tuple(user.projects.get(project_name, ())) if project_name is not None else ()
         now = time.time()
         token = Token(
             id=uuid.uuid4().hex + uuid.uuid4().hex,
@@ -202,6 +304,7 @@ class IdentityService:
             methods=methods,
             issued_at=now,
             expires_at=now + TOKEN_LIFETIME,
+            application_credential_id=credential.id if credential is not None else None,
         )
         with self.db.begin() as conn:
             conn.execute(
@@ -214,6 +317,7 @@ class IdentityService:
                     methods=",".join(token.methods),
                     issued_at=token.issued_at,
                     expires_at=token.expires_at,
+                    application_credential_id=token.application_credential_id,
                 )
             )
         with self._lock:
@@ -241,6 +345,7 @@ class IdentityService:
             methods=tuple(method for method in row.methods.split(",") if method),
             issued_at=row.issued_at,
             expires_at=row.expires_at,
+            application_credential_id=row.application_credential_id,
         )
         with self._lock:
             if len(self._recent) > 10000:
@@ -259,6 +364,11 @@ class IdentityService:
         token = self.lookup(token_id)
         if token is None:
             return None
+        if (
+            token.application_credential_id is not None
+            and self._credential_by_id(token.application_credential_id) is None
+        ):
+            return None  # as in Keystone, a credential that no longer exists takes its tokens with it
         user = self._find_user(token.user_name, token.domain_name)
         return RequestContext(
             user_id=user.id if user else stable_id("user", f"{token.domain_name}/{token.user_name}"),
@@ -314,6 +424,13 @@ class IdentityService:
                 return user
         return None
 
+    def _credential_by_id(self, credential_id: str) -> tuple[User, ApplicationCredential] | None:
+        for user in self.users:
+            for credential in user.application_credentials:
+                if credential.id == credential_id:
+                    return user, credential
+        return None
+
     def _domain_name(self, spec: object) -> str:
         if not isinstance(spec, dict):
             raise IdentityError(400, "A domain (name or id) is required when naming a user or project.")
@@ -334,7 +451,13 @@ class IdentityService:
         if not isinstance(identity, dict) or not isinstance(methods, list) or not methods:
             raise IdentityError(400, "Expecting to find identity in auth.")
         user: User | None = None
-        if "password" in methods:
+        credential: ApplicationCredential | None = None
+        if "application_credential" in methods:
+            # Keystone refuses any scope before it even checks the secret: the credential carries its own.
+            if isinstance(auth, dict) and "scope" in auth:
+                raise IdentityError(401, APP_CRED_SCOPE_REFUSED)
+            user, credential = self._authenticate_application_credential(identity.get("application_credential"))
+        elif "password" in methods:
             spec = (identity.get("password") or {}).get("user")
             if not isinstance(spec, dict) or not isinstance(spec.get("password"), str):
                 raise IdentityError(400, "Expecting to find user in password.")
@@ -352,11 +475,62 @@ class IdentityService:
             user = self._find_user(previous.user_name, previous.domain_name)
             if user is None:
                 raise IdentityError(401, "The request you have made requires authentication.")
+            # As Keystone does, the new token lists the methods that proved the identity in the first place.
+            methods = [*methods, *(m for m in previous.methods if m not in methods)]
+            if previous.application_credential_id is not None:
+                # A token from an application credential stays bound to it: re-issuing must never widen
+                # it to the user's own projects and roles.
+                found = self._credential_by_id(previous.application_credential_id)
+                if found is None:
+                    raise IdentityError(401, "The request you have made requires authentication.")
+                if isinstance(auth, dict) and "scope" in auth:
+                    raise IdentityError(401, APP_CRED_SCOPE_REFUSED)
+                credential = found[1]
         else:
             raise IdentityError(401, f"Unsupported authentication method: {methods[0]}")
-        project_name = self._scoped_project(auth.get("scope"), user) if isinstance(auth, dict) else None
-        token = self.issue(user, project_name, tuple(str(m) for m in methods))
+        project_name = (
+            self._scoped_project(auth.get("scope"), user) if isinstance(auth, dict) and credential is None else None
+        )
+        token = self.issue(user, project_name, tuple(str(m) for m in methods), credential)
         return _json(201, self._token_body(token), [("X-Subject-Token", token.id)])
+
+    def _authenticate_application_credential(self, spec: object) -> tuple[User, ApplicationCredential]:
+        """The owner and credential named by ``spec`` (id, or name + user), if its secret matches."""
+        if not isinstance(spec, dict):
+            raise IdentityError(400, "Expecting to find application_credential in identity.")
+        found: tuple[User, ApplicationCredential] | None = None
+        if spec.get("id"):
+            found = self._credential_by_id(str(spec["id"]))
+            owner_spec = spec.get("user")
+            if found is not None and isinstance(owner_spec, dict) and self._named_user(owner_spec) != found[0]:
+                found = None  # the credential of somebody else
+        elif isinstance(spec.get("name"), str):
+            owner = self._named_user(spec.get("user"))
+            if owner is not None:
+                named = (c for c in owner.application_credentials if c.name == spec["name"])
+                found = next(((owner, credential) for credential in named), None)
+        else:
+            raise IdentityError(400, "Expecting to find id or name in application credential.")
+        secret = spec.get("secret")
+        # One answer for an unknown credential and a wrong secret, as Keystone gives. (Bytes: compare_digest
+        # refuses non-ASCII str.)
+        if (
+            found is None
+            or not isinstance(secret, str)
+            or not hmac.compare_digest(found[1].secret.encode(), secret.encode())
+        ):
+            raise IdentityError(401, "The request you have made requires authentication.")
+        return found
+
+    def _named_user(self, spec: object) -> User | None:
+        """The user of ``{"id": ...}`` or ``{"name": ..., "domain": {...}}``."""
+        if not isinstance(spec, dict):
+            raise IdentityError(400, "Expecting to find user in application credential.")
+        if "id" in spec:
+            return self._user_by_id(str(spec["id"]))
+        if isinstance(spec.get("name"), str):
+            return self._find_user(spec["name"], self._domain_name(spec.get("domain")))
+        raise IdentityError(400, "Expecting to find id or name in user.")
 
     def _scoped_project(self, scope: object, user: User) -> str | None:
         if scope is None or scope == "unscoped":
@@ -420,6 +594,15 @@ class IdentityService:
             body["is_domain"] = False
             body["roles"] = [{"id": stable_id("role", role), "name": role} for role in token.roles]
             body["catalog"] = self._catalog()
+        if token.application_credential_id is not None:
+            found = self._credential_by_id(token.application_credential_id)
+            body["application_credential"] = {
+                "id": token.application_credential_id,
+                "name": found[1].name if found is not None else None,
+                # Keystone's "unrestricted" credentials may create more credentials and trusts; this
+                # service offers neither, so every credential is a restricted one.
+                "restricted": True,
+            }
         return {"token": body}
 
     def _catalog(self) -> list[dict[str, Any]]:

@@ -172,7 +172,8 @@ def _count(noun: str, failed: int, total: int, what: str) -> str:
 
 
 class _FanOutLister(_CacheCommandMixin, lister.Lister):
-    """A Lister that prints what the healthy nodes returned and *then* exits 1 if any node failed.
+    """A Lister that prints what the healthy nodes returned and *then* exits 1 if any node failed; when every
+    node failed it prints nothing but the failures.
 
     cliff's Lister.run always returns 0, so the failure is raised after the output is produced.
     """
@@ -197,6 +198,9 @@ class _FanOutLister(_CacheCommandMixin, lister.Lister):
             result = call(cluster)
             total = len(cluster.endpoints)
         failed = self._report(what, result)
+        if failed == total:
+            # Nothing to show: fail before cliff prints an empty table (or "[]" to a pipeline).
+            raise exceptions.CommandError(_count("node", failed, total, what))
         if failed:
             self._failure = _count("node", failed, total, what)
         return result.values, total > 1

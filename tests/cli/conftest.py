@@ -1,4 +1,5 @@
-"""Fixtures for the CLI tests: a CliRunner with a clean environment, and addresses where nothing listens."""
+"""Fixtures for the CLI tests: a CliRunner with a clean environment, addresses where nothing listens, and
+``https_nodes`` (tests/tls.py): reference nodes behind real TLS terminators."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from glancecache_client.cli import cli
+from tests.tls import https_nodes  # noqa: F401  (a fixture, for test_e2e_tls.py)
 
 GLANCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), ".venv", "bin", "glance")
 

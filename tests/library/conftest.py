@@ -1,4 +1,5 @@
-"""Fixtures for library tests: a scripted fake Glance node for request-shape checks (httpx.MockTransport)."""
+"""Fixtures for library tests: a scripted fake Glance node for request-shape checks (httpx.MockTransport), and
+``https_nodes`` (tests/tls.py): reference nodes behind real TLS terminators."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+
+from tests.tls import https_nodes  # noqa: F401  (a fixture: noauth nodes behind real TLS, for test_tls.py)
 
 IMAGE = "3c021162-1e38-461a-a362-e154bf54e241"
 OTHER = "a49e0e60-a9d5-425d-accd-2db1728b865d"

@@ -2,7 +2,8 @@
 
 The commands run for real (real cliff parsers and formatters, real Cluster and CacheClient); only the HTTP
 answers are scripted, with httpx.MockTransport, so the tests can check the exact requests sent. End-to-end
-behaviour against the reference server with the real ``openstack`` command is in test_end_to_end.py.
+behaviour against the reference server with the real ``openstack`` command is in test_end_to_end.py, and over
+real HTTPS (``https_nodes``, tests/tls.py) in test_tls.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cliff import command
 from glancecache_client import CacheClient, Cluster
 from glancecache_client.auth import StaticToken
 from osc_plugin.plugin import ImageCacheAPI
+from tests.tls import https_nodes  # noqa: F401  (a fixture, for test_tls.py)
 
 IMAGE = "3c021162-1e38-461a-a362-e154bf54e241"
 OTHER = "a49e0e60-a9d5-425d-accd-2db1728b865d"

@@ -153,6 +153,19 @@ def test_list_prints_healthy_nodes_then_fails_naming_the_forbidden_one(harness: 
     assert "not authorized to complete cache_list" in line and "req-403" in line and "admin role" in line
 
 
+def test_list_prints_no_rows_when_every_node_failed(harness: Harness) -> None:
+    harness.node(NODE_A).on("GET", "/v2/cache", FORBIDDEN)
+    harness.node(NODE_B).on("GET", "/v2/cache", FORBIDDEN)
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to list the cache on 2 of 2 nodes$"):
+        cmd.run(parsed)
+
+    assert harness.app.stdout.getvalue() == ""
+    assert len(harness.stderr_lines) == 2
+
+
 def test_bad_host_is_one_clear_command_error(harness: Harness) -> None:
     cmd = harness.command(cache.ListCache)
     parsed = check_parser(cmd, ["--host", "ftp://node-a"], [])
