@@ -6,7 +6,8 @@ is shared/peers/real-glance/start.sh (noauth, centralized_db). Measured on each:
 (a) GET /v2/cache round trip on an empty cache (one keep-alive httpx client, median of many);
 (b) a 256 MiB image: upload, cache fill through PUT /v2/cache/{id} (polling until cached), cache fill through the
     first full download (which tees into the cache), cache-hit full download, all with curl, each also shown as a
-    multiple of ``cat FILE > /dev/null`` on the store file (page cache warm);
+    multiple of ``cat FILE > /dev/null`` on the store file (page cache warm); both fills are the median of
+    --repeat fills from an empty entry, after one untimed fill;
 (c) peak memory of the server's process tree while it fills a 1 GiB image into its cache (VmHWM reset through
     /proc/PID/clear_refs, sum of VmRSS sampled every 10 ms, PSS from smaps_rollup);
 (d) GET /v2/cache and POST /v2/cache/prune with N cache entries (N tiny images cached by a first download: Glance 33
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,6 +324,34 @@ class Bench:
             raise RuntimeError(f"{self.server.name}: PUT /v2/cache answered {queued.status_code}")
         return self.wait_cached(image_id, started)
 
+    def fill_by_download(self, image_id: str, size: int) -> float:
+        """Seconds of the first full download (curl's clock), which tees the image into the cache."""
+        started = time.perf_counter()
+        seconds = self.download(image_id, size)
+        try:
+            self.wait_cached(image_id, started, timeout=60)
+        except RuntimeError:
+            self.results.notes["fill_download"] = "not cached"
+        return seconds
+
+    def median_fill(self, image_id: str, fill: Callable[[str], float]) -> float:
+        """Median of --repeat fills of ``image_id``, each from an empty entry, after one untimed fill.
+
+        Like every transfer here, a median: one sample swings by a third on this VM. The untimed first fill
+        keeps the first server measured from paying alone for guest memory and disk paths touched the first time
+        (up to twice the steady figure), which the servers measured after it would find warm.
+        """
+        samples = []
+        for attempt in range(self.args.repeat + 1):
+            self.http.delete(f"/v2/cache/{image_id}").raise_for_status()
+            settle()
+            seconds = fill(image_id)
+            if attempt:
+                samples.append(seconds)
+        settle()
+        self.log(f"fills of {image_id[:8]}: {', '.join(f'{seconds:.2f}' for seconds in samples)} s")
+        return statistics.median(samples)
+
     def download(self, image_id: str, expected: int) -> float:
         status, size, seconds = curl(f"{self.server.url}/v2/images/{image_id}/file")
         if status != 200 or size != expected:
@@ -378,28 +407,8 @@ class Bench:
         store_file = self.server.store_file(by_queue)
         cat_seconds(store_file)  # warm the page cache
         values["cat"] = statistics.median(cat_seconds(store_file) for _ in range(self.args.repeat))
-        put_fills = []
-        for attempt in range(self.args.repeat):
-            if attempt:
-                self.http.delete(f"/v2/cache/{by_queue}").raise_for_status()
-            settle()
-            put_fills.append(self.fill_by_queue(by_queue))
-        values["fill_put"] = statistics.median(put_fills)
-        settle()
-        # Fills too are the median of --repeat, like the other transfers: one sample swings by a third here.
-        tee_fills = []
-        for attempt in range(self.args.repeat):
-            if attempt:
-                self.http.delete(f"/v2/cache/{by_download}").raise_for_status()
-                settle()
-            started = time.perf_counter()
-            tee_fills.append(self.download(by_download, size))
-            try:
-                self.wait_cached(by_download, started, timeout=60)
-            except RuntimeError:
-                self.results.notes["fill_download"] = "not cached"
-            settle()
-        values["fill_download"] = statistics.median(tee_fills)
+        values["fill_put"] = self.median_fill(by_queue, self.fill_by_queue)
+        values["fill_download"] = self.median_fill(by_download, lambda image_id: self.fill_by_download(image_id, size))
         self.download(by_queue, size)  # warm-up read of the cached file
         values["hit"] = statistics.median(self.download(by_queue, size) for _ in range(self.args.repeat))
         self.log(

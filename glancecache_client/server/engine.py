@@ -20,7 +20,9 @@ Rules, and where we deliberately differ from Glance 33:
 - A fill writes to ``incomplete/<id>`` (created with O_EXCL and held under ``flock``), verifies size, MD5
   (``checksum``) and SHA-512 (``os_hash_value``), fsyncs, renames into place, removes the queue file and
   only then inserts the row. For a large image the file write and both digests run on helper threads of
-  the fill (``digesting.DigestingWriter``), so a download feeding it is not slowed by them.
+  the fill (``digesting.DigestingWriter``), so a download feeding it is not slowed by them; the file is
+  written with O_DIRECT where the filesystem takes it, which keeps fills from competing with the digests for CPU
+  and from pushing hot pages out of memory (the first hit then reads from disk).
   A mismatch, an error or the consumer closing the stream early (GeneratorExit) moves the file to
   ``invalid/`` and records nothing. An active image without any checksum is not cached (nothing to verify).
 - One writer per image per node: an in-process lock per image plus the exclusive ``incomplete/`` file, so
@@ -89,7 +91,7 @@ class _Fill:
         self.image = image
         self.out = out
         self.inode = os.fstat(out.fileno()).st_ino
-        self.digest = DigestingWriter(out, name=f"fill-{image.id[:8]}")
+        self.digest = DigestingWriter(out, name=f"fill-{image.id[:8]}", direct=True)
         self.open = True
 
     def write(self, chunk: bytes) -> None:
