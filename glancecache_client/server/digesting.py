@@ -302,12 +302,12 @@ class DigestingWriter:
         for stage in (self._writer, *self._hashers):
             if stage is not None:
                 stage.stop()
-        if self._direct is not None:
+        direct, writer = self._direct, self._writer
+        if direct is not None and writer is not None:
             try:
-                if self._writer is not None and self._writer.error is None:
-                    try:
-                        self._direct.finish()
-                    except BaseException as exc:
-                        self._writer.error = exc
+                if writer.error is None:
+                    direct.finish()
+            except BaseException as exc:  # a write error like any other: close() raises it, cancel() ignores it
+                writer.error = exc
             finally:
-                self._direct.close()
+                direct.close()
