@@ -283,7 +283,7 @@ class CacheEngine:
 
     def stats(self) -> dict[str, int]:
         """Counters since start: fills started, committed and failed (including aborted ones); and, right
-        now, the image ids holding per-image state (locks, running fills), which is 0 on an idle engine."""
+        now, how many per-image records exist (locks held or awaited, running fills): 0 on an idle engine."""
         with self._guard:
             counters = dict(self._counters)
             running = len(self._running_fills)
