@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,7 +37,6 @@ class RealCloud:
     root: Path  # the peer's data directory (clouds.yaml, logs)
     ports: tuple[int, int]
     admin_token: str = ""
-    images: list[str] = field(default_factory=list)
 
     @property
     def clouds_yaml(self) -> Path:
@@ -99,7 +98,6 @@ class RealCloud:
         self._glance(
             "PUT", f"/v2/images/{image_id}/file", content=content, content_type="application/octet-stream"
         )
-        self.images.append(image_id)
         return image_id
 
     def cache(self) -> dict[str, object]:
@@ -130,10 +128,13 @@ def start_real_cloud(root: Path) -> RealCloud:
         text=True,
         timeout=600,
     )
-    if done.returncode != 0:
-        stop_real_cloud(cloud)
-        raise RuntimeError(f"real Keystone/Glance did not start: {done.stderr[-3000:]}")
-    cloud.issue_admin_token()
+    try:
+        if done.returncode != 0:
+            raise RuntimeError(f"real Keystone/Glance did not start: {done.stderr[-3000:]}")
+        cloud.issue_admin_token()
+    except BaseException:
+        stop_real_cloud(cloud)  # whatever half of it is up
+        raise
     return cloud
 
 

@@ -29,7 +29,12 @@ from glancecache_client import CacheClient, Cluster, errors
 from .conftest import interop_enabled
 from .real_cloud import BIN, RealCloud, peer_missing, start_real_cloud, stop_real_cloud
 
-pytestmark = pytest.mark.slow  # one peer start (~15 s) and about 25 command runs
+pytestmark = [
+    pytest.mark.slow,  # one peer start (~15 s) and about 25 command runs: about a minute in all
+    # The first test's set-up starts the peer, which builds its virtualenv from PyPI where it is missing (CI);
+    # every command and request below has its own timeout, so a hang still ends well before this.
+    pytest.mark.timeout(900),
+]
 
 WAIT = 60.0  # seconds: a 6 KiB image is cached within about a second here; this only catches a hang
 
