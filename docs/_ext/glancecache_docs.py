@@ -80,12 +80,9 @@ class RowSchemaDirective(SphinxDirective):
             raise self.error(f"no row schema {path}")
         self.env.note_dependency(str(path))
         schema = json.loads(path.read_text(encoding="utf-8"))
-        row = schema["items"]
-        required = set(row.get("required", ()))
         rows = [
-            (f"``{name}``", _type_text(spec), ("" if name in required else "only with several nodes. ")
-             + spec.get("description", ""))
-            for name, spec in row["properties"].items()
+            (f"``{name}``", _type_text(spec), spec.get("description", ""))
+            for name, spec in schema["items"]["properties"].items()
         ]
         relative = Path("/") / path.relative_to(SCHEMA_DIR.parents[2])
         lines = [
