@@ -45,6 +45,12 @@ def _table(header: tuple[str, str, str] | tuple[str, str], rows: list[tuple[str,
     return lines
 
 
+def _parse_rst(directive: SphinxDirective, lines: list[str], source: str) -> list[nodes.Node]:
+    container = nodes.container()
+    directive.state.nested_parse(StringList(lines, source=source), directive.content_offset, container)
+    return container.children
+
+
 class ExitStatusDirective(SphinxDirective):
     has_content = False
 
@@ -54,12 +60,7 @@ class ExitStatusDirective(SphinxDirective):
         rows = exit_statuses(exitcodes.HELP)
         if not rows:
             raise self.error("no exit statuses found in glancecache_client.cli.exitcodes.HELP")
-        return self._parse(_table(("Status", "Meaning"), rows))
-
-    def _parse(self, lines: list[str]) -> list[nodes.Node]:
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source="exit-status"), self.content_offset, container)
-        return container.children
+        return _parse_rst(self, _table(("Status", "Meaning"), rows), "exit-status")
 
 
 def _type_text(spec: dict[str, Any]) -> str:
@@ -90,9 +91,7 @@ class RowSchemaDirective(SphinxDirective):
             "",
             *_table(("Key", "Type", "Meaning"), rows),
         ]
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source=str(path)), self.content_offset, container)
-        return container.children
+        return _parse_rst(self, lines, str(path))
 
 
 def drop_hidden_envvars(_app: Sphinx, ctx: Any, lines: list[str]) -> None:
