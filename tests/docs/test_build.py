@@ -131,12 +131,16 @@ def test_exit_status_table_is_the_programs(built: Built) -> None:
 
 
 def test_api_reference_is_generated_from_docstrings(built: Built) -> None:
-    from glancecache_client import CacheClient, errors
+    from glancecache_client import CacheClient, Cluster, errors
 
     text = built.page("reference/api")
     for name in ("CacheClient", "Cluster", "ClusterResult", "NodeResult", "CachedImage", "CacheState",
                  "GlanceCacheError", "UnsupportedFeature", "run_cluster", "ServerSettings"):
         assert name in text, name
+    for cls in (CacheClient, Cluster):  # every public method, documented or not
+        for name, member in vars(cls).items():
+            if callable(member) and not name.startswith("_"):
+                assert f"{name}(" in text, (cls.__name__, name)
     assert CacheClient.wait_cached.__doc__ is not None
     assert " ".join(CacheClient.wait_cached.__doc__.split()[:6]) in " ".join(text.split())
     assert " ".join((errors.TLSFailure.__doc__ or "").split()) in " ".join(text.split())
