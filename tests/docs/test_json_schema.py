@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,14 @@ def hosts(flag: str, urls: list[str]) -> list[str]:
     return [arg for url in urls for arg in (flag, url)]
 
 
+@dataclass
 class Reference:
-    def __init__(self, cluster: Cluster, home: Path, cached: str, queued: str) -> None:
-        self.cluster, self.home, self.cached, self.queued = cluster, home, cached, queued
+    """The running cluster, a clean HOME, an image cached on both nodes and one queued on node 2."""
+
+    cluster: Cluster
+    home: Path
+    cached: str
+    queued: str
 
     def glance(self, urls: list[str], *args: str) -> Any:
         return run_json(self.home, "glance", *hosts("-H", urls), *args, "-f", "json")
@@ -108,7 +114,7 @@ def test_openstack_rows_validate(reference: Reference) -> None:
     assert_valid("cache-prune", run_json(reference.home, "openstack", "cache", "prune", *args))
 
 
-def test_zz_clear_rows_validate(reference: Reference) -> None:
+def test_clear_rows_validate_last(reference: Reference) -> None:
     """Runs last in this module (it empties the caches): one node, then both."""
     one = reference.glance(reference.cluster.urls[1:], "cache-clear", "--yes")
     assert one == [{"cached_removed": 1, "queued_removed": 1}]
