@@ -18,6 +18,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,12 @@ def run(home: Path, tool: str, *args: str, env: dict[str, str] | None = None) ->
 @pytest.fixture(scope="module")
 def creds(cloud: RealCloud, home: Path) -> Credentials:
     admin = cloud.password_env("admin")
-    issued = run(home, "openstack", "token", "issue", "-f", "value", "-c", "id", env=admin)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two `openstack` starts of ~1 s CPU each
+        issuing = pool.submit(run, home, "openstack", "token", "issue", "-f", "value", "-c", "id", env=admin)
+        creating = pool.submit(run, home, "openstack", "application", "credential", "create", "glancecache-interop",
+                               "-f", "json", env=admin)
+        issued, created = issuing.result(), creating.result()
     assert issued.returncode == 0, issued
-    created = run(home, "openstack", "application", "credential", "create", "glancecache-interop", "-f", "json",
-                  env=admin)
     assert created.returncode == 0, created
     app_cred = json.loads(created.stdout)
     return Credentials(issued.stdout.strip(), app_cred["ID"], app_cred["Secret"])
@@ -305,6 +308,21 @@ def test_member_user_is_refused_in_one_line_with_exit_3(
     assert len(lines) == 1, done.stderr
     assert "HTTP 403" in lines[0] and f"not authorized to complete {action} action" in lines[0], lines[0]
     assert cached_image in cloud.cached_ids()
+
+
+def test_wrong_password_is_one_line(cloud: RealCloud, home: Path) -> None:
+    """Keystone refuses the login: `glance` says so in one line with exit 3; the plugin answers exactly as
+    OSC's own commands do (OSC authenticates before any command of ours runs)."""
+    wrong = {**cloud.password_env("admin"), "OS_PASSWORD": "wrong"}
+    ours = run(home, "glance", "--host", cloud.glance_url, "cache-list", env=wrong)
+    assert ours.returncode == 3, ours
+    [line] = ours.stderr.splitlines()
+    assert line.startswith(f"Error: authentication at {cloud.keystone_url} failed: ") and "(HTTP 401)" in line
+
+    plugin = run(home, "openstack", "cache", "list", "--host", cloud.glance_url, env=wrong)
+    osc_own = run(home, "openstack", "image", "list", env=wrong)
+    assert plugin.returncode == osc_own.returncode != 0, (plugin, osc_own)
+    assert len(plugin.stderr.splitlines()) == 1 and "(HTTP 401)" in plugin.stderr, plugin.stderr
 
 
 def test_member_user_gets_a_typed_forbidden_from_the_library(cloud: RealCloud, cached_image: str) -> None:
