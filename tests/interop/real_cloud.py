@@ -13,6 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -100,15 +101,13 @@ class RealCloud:
         )
         return image_id
 
-    def cache(self) -> dict[str, object]:
+    def cache(self) -> dict[str, Any]:
         """Glance's own answer to GET /v2/cache, read as the admin."""
-        body: dict[str, object] = self._glance("GET", "/v2/cache").json()
+        body: dict[str, Any] = self._glance("GET", "/v2/cache").json()
         return body
 
     def cached_ids(self) -> set[str]:
-        entries = self.cache().get("cached_images", [])
-        assert isinstance(entries, list)
-        return {str(entry["image_id"]) for entry in entries}
+        return {str(entry["image_id"]) for entry in self.cache()["cached_images"]}
 
     def queue_as_admin(self, image_id: str) -> None:
         self._glance("PUT", f"/v2/cache/{image_id}")

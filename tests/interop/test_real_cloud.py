@@ -129,7 +129,8 @@ def row_for(rows: list[dict[str, Any]], image_id: str) -> dict[str, Any]:
 
 def assert_gone(cloud: RealCloud, image_id: str) -> None:
     state = cloud.cache()
-    assert image_id not in cloud.cached_ids() and image_id not in state.get("queued_images", []), state
+    listed = [entry["image_id"] for entry in state["cached_images"]] + state["queued_images"]
+    assert image_id not in listed, state
 
 
 # -- the two commands, every way of logging in ---------------------------------------------------------------
