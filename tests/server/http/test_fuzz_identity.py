@@ -40,13 +40,17 @@ def _maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(value, value, json_values)
 
 
+def _domain() -> st.SearchStrategy[Any]:
+    return st.fixed_dictionaries({}, optional={"id": _maybe(st.just("default")), "name": _maybe(st.just("Default"))})
+
+
 def _scope() -> st.SearchStrategy[Any]:
     project = st.fixed_dictionaries(
         {},
         optional={
             "id": _maybe(st.text(max_size=40)),
             "name": _maybe(st.sampled_from(["admin", "demo", "nope"])),
-            "domain": _maybe(st.fixed_dictionaries({}, optional={"id": json_values, "name": _maybe(st.just("Default"))})),
+            "domain": _maybe(_domain()),
         },
     )
     return _maybe(st.fixed_dictionaries({}, optional={"project": _maybe(project), "domain": json_values}))
@@ -59,10 +63,8 @@ def _user() -> st.SearchStrategy[Any]:
             optional={
                 "name": _maybe(st.sampled_from(["admin", "demo", "ghost"])),
                 "id": json_values,
-                "password": _maybe(st.sampled_from(["admin", "wrong", "\ud800"])),
-                "domain": _maybe(
-                    st.fixed_dictionaries({}, optional={"id": _maybe(st.just("default")), "name": _maybe(st.just("Default"))})
-                ),
+                "password": _maybe(st.sampled_from(["admin", "wrong", "\ud800", "admin\x00"])),
+                "domain": _maybe(_domain()),
             },
         )
     )
