@@ -133,7 +133,8 @@ def test_chunked_upload_past_free_space_is_413(store_on_small_disk: Cluster, htt
 def cache_on_small_disk(tmp_path: Path) -> Iterator[Cluster]:
     with small_disk(tmp_path / "cache") as mounted:
         if not mounted:
-            pytest.skip("needs root to mount a small tmpfs for the cache (the writer ENOSPC path is unit-tested in tests/server/engine/test_digesting.py)")
+            # (The writer's ENOSPC path is unit-tested in tests/server/engine/test_digesting.py.)
+            pytest.skip("needs root to mount a small tmpfs for the cache directory")
         with run_cluster(1, auth="noauth", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache") as cluster:
             yield cluster
 
