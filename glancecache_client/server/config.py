@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,36 @@ class ServerSettings:
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{label} {path} does not exist")
         return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses; a host name other than localhost counts as open."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def open_door_warnings(settings: ServerSettings) -> list[str]:
+    """The start-up warning (at most two lines) for a node anyone on the network may administer: noauth
+    (every caller is admin) or trusted (callers name their own roles) on a non-loopback address."""
+    if settings.auth == "keystone":
+        return []
+    exposed = [settings.bind] if not is_loopback(settings.bind) else []
+    if settings.cache_admin_bind is not None:
+        admin_host = parse_host_port(settings.cache_admin_bind, "--cache-admin-bind")[0]
+        if not is_loopback(admin_host):
+            exposed.append(settings.cache_admin_bind)
+    if not exposed:
+        return []
+    who = "every caller is admin" if settings.auth == "noauth" else "any caller may claim admin in X-Roles"
+    return [
+        f"WARNING: --auth {settings.auth} listening on {', '.join(exposed)}: {who}; anyone who can reach it "
+        "may delete images and clear caches.",
+        "WARNING: bind to 127.0.0.1, or use --auth keystone, unless this network is closed to everyone else.",
+    ]
 
 
 def parse_host_port(text: str, label: str) -> tuple[str, int]:
