@@ -4,8 +4,8 @@ Owns: argument parsing (argparse; the server must not depend on the CLI's click)
 printing every node URL on stdout as soon as all nodes listen (one per line, flushed; in keystone
 mode the OS_AUTH_URL goes to stderr), and shutdown on SIGINT/SIGTERM with exit status 0.
 Bad configuration prints one line on stderr and exits 2. A node anyone on the network may administer
-(noauth or trusted beyond loopback) gets a two-line warning on stderr at start-up. Heavy modules are imported only after the
-arguments are parsed, so ``--help`` and errors are instant.
+(noauth or trusted beyond loopback) gets a two-line warning on stderr at start-up. Heavy modules are
+imported only after the arguments are parsed, so ``--help`` and errors are instant.
 """
 
 from __future__ import annotations
