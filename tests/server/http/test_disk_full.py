@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from glancecache_client.server import store as store_module
+from glancecache_client.server.digesting import DigestingWriter as _REAL_WRITER
 from glancecache_client.server.runner import Cluster, run_cluster
 
 from .conftest import wait_cached
@@ -66,9 +67,6 @@ class _FillingWriter:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
-
-
-_REAL_WRITER = store_module.DigestingWriter
 
 
 @pytest.fixture

@@ -111,7 +111,10 @@ raw_bodies = st.one_of(
     st.just(b"[" * 5000 + b"]" * 5000),
     st.just(b'{"auth": NaN}'),
 )
-header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80)
+# Field values as a client may send them (HTTP strips blanks at either end, so none are generated).
+header_values = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80
+).map(lambda text: text.strip(" "))
 PATHS = ["/identity", "/identity/", "/identity/v3", "/identity/v3/", "/identity/v3/auth/tokens", "/identity/v3/x"]
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -188,11 +191,11 @@ def test_every_identity_route_never_500(
     body: bytes | None,
 ) -> None:
     caplog.clear()
-    headers: dict[str, bytes] = {}  # latin-1 bytes: any octet a client can put in a header
+    headers: list[tuple[bytes, bytes]] = []  # latin-1 bytes: any octet a client can put in a header
     if auth_token is not None:
-        headers["X-Auth-Token"] = auth_token.encode("latin-1")
+        headers.append((b"X-Auth-Token", auth_token.encode("latin-1")))
     if subject_token is not None:
-        headers["X-Subject-Token"] = subject_token.encode("latin-1")
+        headers.append((b"X-Subject-Token", subject_token.encode("latin-1")))
     response = client.request(method, keystone.urls[0] + path, headers=headers, content=body)
     _keystone_error(response)
     _no_tracebacks(caplog)
