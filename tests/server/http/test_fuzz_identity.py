@@ -8,30 +8,21 @@ on every run).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from glancecache_client.server.runner import Cluster, run_cluster
 
-FUZZ = settings(
-    derandomize=True,
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+from .fuzzing import assert_no_tracebacks, fuzz
+from .fuzzing import json_values as any_json
 
-# Any JSON value, including lone surrogates, huge numbers and deep-ish nesting.
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=12,
-)
+FUZZ = fuzz(150)
+json_values = any_json(12)
 METHOD_NAMES = st.sampled_from(["password", "token", "application_credential", "totp", "", "PASSWORD"])
 
 
@@ -131,11 +122,6 @@ def client() -> Iterator[httpx.Client]:
         yield http
 
 
-def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
-    broken = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
-    assert not broken, broken[0].getMessage()
-
-
 def _keystone_error(response: httpx.Response) -> None:
     assert response.status_code != 500, response.text
     if response.status_code >= 400 and response.request.method != "HEAD":
@@ -169,7 +155,7 @@ def test_token_requests_never_500(
     response = client.post(f"{keystone.urls[0]}/identity/v3/auth/tokens", content=body, headers=headers)
     _keystone_error(response)
     assert response.status_code in (201, 400, 401, 413), response.text
-    _no_tracebacks(caplog)
+    assert_no_tracebacks(caplog)
 
 
 @FUZZ
@@ -198,4 +184,4 @@ def test_every_identity_route_never_500(
         headers.append((b"X-Subject-Token", subject_token.encode("latin-1")))
     response = client.request(method, keystone.urls[0] + path, headers=headers, content=body)
     _keystone_error(response)
-    _no_tracebacks(caplog)
+    assert_no_tracebacks(caplog)
