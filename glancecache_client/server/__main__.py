@@ -10,7 +10,6 @@ arguments are parsed, so ``--help`` and errors are instant.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -45,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         help="threads caching queued images (default 4; 0 = queued images stay queued, for tests)")  # fmt: skip
     add("--config-file", type=Path, help="glance-api.conf style file ([DEFAULT] image_cache_* options)")
     add("--log-level", default="WARNING", type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level on stderr (default WARNING)")  # fmt: skip
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level on stderr (default WARNING; INFO adds one line per request and every cache event)")  # fmt: skip
+    add("--log-format", default="text", choices=("text", "json"),
+        help="log lines as text (default) or as one JSON object per line")  # fmt: skip
     return parser
 
 
@@ -77,11 +79,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .logs import configure as configure_logging
+
+    configure_logging(args.log_level, args.log_format)
     from .config import ConfigError, build_settings
     from .runner import start_cluster
 

@@ -4,8 +4,10 @@ Owns: the route table (werkzeug ``Map``/``Rule``; each path names its methods in
 ``Allow`` header lists them), the request pipeline in Glance's order (``/versions`` and 300 replies
 before authentication, 401 before routing, ``x-openstack-request-id`` on every reply that passed the
 context middleware), GET-with-a-body rejection, the optional cache admin listener's ``/cache`` routes,
-and streaming file bodies through ``wsgi.file_wrapper``. Handlers live in ``image_api``,
-``cache_api`` and ``schema_api``; error pages in ``faults``.
+streaming file bodies through ``wsgi.file_wrapper``, and the access log: one line per request once its
+response is finished (node, method, path without the query, status, bytes sent, seconds, request id, user and
+project; never a header or query value, so never a token). Handlers live in ``image_api``, ``cache_api``
+and ``schema_api``; error pages in ``faults``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import Map, Rule
 
 from . import cache_api, image_api, schema_api
-from .context import Authenticator
+from .context import Authenticator, RequestContext
 from .faults import NOT_FOUND_TEXT, SERVER_ERROR_TEXT, HTTPError, Reply, error_reply
+from .logs import ACCESS_LOGGER, event
 from .request import ApiRequest, Node, host_url
 from .versions import negotiate, version_list, versions_document
 
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from .identity import IdentityService
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger(ACCESS_LOGGER)
+CONTEXT_KEY = "glancecache.context"  # the authenticated caller, for the access line
 
 Handler = Callable[..., Reply]
 # resource name -> {method: handler}, in the order Glance's Allow header lists the methods.
@@ -134,7 +139,14 @@ class GlanceApp:
 
     # -- WSGI ------------------------------------------------------------------------------------------
 
+    @property
+    def node_name(self) -> str | None:
+        """How log lines name this node: its self-reference URL (None for a node without a cache)."""
+        engine = self.node.engine
+        return engine.node_url if engine is not None else None
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.monotonic()
         try:
             reply = self.respond(environ)
         except Exception:
@@ -142,20 +154,23 @@ class GlanceApp:
             reply = error_reply(500, SERVER_ERROR_TEXT, environ.get("HTTP_ACCEPT"))
             reply.headers.append(("x-openstack-request-id", new_request_id()))
         start_response(reply.status_line, reply.headers)
+        access = _AccessLine(self.node_name, environ, reply, started)
         if environ.get("REQUEST_METHOD") == "HEAD":
             _close_quietly(reply)
+            access.finish()
             return []
         if reply.file is not None:
             body = reply.file
             wrapper = environ.get("wsgi.file_wrapper")
             if wrapper is not None:
                 body.handle.seek(body.offset)
+                access.sent = body.length  # handed whole to the server, which sends it with sendfile
                 # waitress sends exactly Content-Length bytes from the current position, then closes it.
-                return wrapper(body.handle, 1024 * 1024)  # type: ignore[no-any-return]
-            return _ClosingIterator(iter(body), body.close)
+                return wrapper(_LoggedFile(body.handle, access), 1024 * 1024)  # type: ignore[no-any-return]
+            return _CountingIterator(iter(body), body.close, access)
         if isinstance(reply.body, bytes):
-            return [reply.body]
-        return reply.body
+            return _CountingIterator(iter([reply.body]), lambda: None, access)
+        return _CountingIterator(iter(reply.body), getattr(reply.body, "close", lambda: None), access)
 
     # -- pipeline --------------------------------------------------------------------------------------
 
@@ -182,6 +197,7 @@ class GlanceApp:
         ctx = self.authenticator.authenticate(environ)
         if ctx is None:
             return self.authenticator.unauthorized(environ)
+        environ[CONTEXT_KEY] = ctx
         request_id = new_request_id()
         try:
             reply = self._route(ApiRequest(environ, ctx, self.node, api_path), api_path)
@@ -221,18 +237,81 @@ class GlanceApp:
         return handler(req, **args)
 
 
-class _ClosingIterator:
-    """Iterate ``chunks`` and call ``close`` when the server is done (complete or aborted)."""
+class _AccessLine:
+    """The access log line of one request, written once when the server is done with the response."""
 
-    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None]) -> None:
+    def __init__(self, node: str | None, environ: dict[str, Any], reply: Reply, started: float) -> None:
+        self.node = node
+        self.environ = environ
+        self.reply = reply
+        self.started = started
+        self.sent = 0
+        self._written = False
+
+    def finish(self) -> None:
+        if self._written:
+            return
+        self._written = True
+        environ, seconds = self.environ, round(time.monotonic() - self.started, 6)
+        ctx = environ.get(CONTEXT_KEY)
+        user = ctx.user_id if isinstance(ctx, RequestContext) else None
+        project = ctx.project_id if isinstance(ctx, RequestContext) else None
+        method = _printable(str(environ.get("REQUEST_METHOD", "")))
+        # The path only: query values (and every header) may carry a token or a password.
+        path = _printable(str(environ.get("PATH_INFO", "")))
+        request_id = self.reply.header("x-openstack-request-id")
+        event(access_log, logging.INFO, "access", "%s %s %d %d bytes %.3f s request_id=%s user=%s project=%s client=%s",
+              method, path, self.reply.status, self.sent, seconds, request_id or "-", user or "-", project or "-",
+              environ.get("REMOTE_ADDR") or "-",
+              node=self.node, method=method, path=path, status=self.reply.status, bytes=self.sent, seconds=seconds,
+              request_id=request_id, user=user, project=project, client=environ.get("REMOTE_ADDR"))  # fmt: skip
+
+
+class _CountingIterator:
+    """Iterate ``chunks`` counting the bytes; on ``close`` (the response is done, complete or aborted)
+    release the body and write the access line."""
+
+    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None], access: _AccessLine) -> None:
         self._chunks = chunks
         self._close = close
+        self._access = access
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._chunks
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._chunks)
+        self._access.sent += len(chunk)
+        return chunk
 
     def close(self) -> None:
-        self._close()
+        try:
+            self._close()
+        finally:
+            self._access.finish()
+
+
+class _LoggedFile:
+    """A file handed to ``wsgi.file_wrapper``: behaves as the file, and writes the access line when the
+    server closes it after sending."""
+
+    def __init__(self, handle: Any, access: _AccessLine) -> None:
+        self._handle = handle
+        self._access = access
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            self._access.finish()
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so a request can never forge or split a log line."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _close_quietly(reply: Reply) -> None:
