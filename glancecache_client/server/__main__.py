@@ -80,8 +80,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .logs import configure as configure_logging
+    from .logs import notice
 
     configure_logging(args.log_level, args.log_format)
+
+    def tell(text: str) -> None:
+        print(notice(text, args.log_format, PROG), file=sys.stderr, flush=True)
+
     from .config import ConfigError, build_settings
     from .runner import start_cluster
 
@@ -107,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             print(url)
         sys.stdout.flush()
         if cluster.identity_url is not None:
-            print(f"OS_AUTH_URL={cluster.identity_url}", file=sys.stderr, flush=True)
+            tell(f"OS_AUTH_URL={cluster.identity_url}")
         for admin_url in cluster.admin_urls:
-            print(f"cache admin listener: {admin_url}/cache", file=sys.stderr, flush=True)
+            tell(f"cache admin listener: {admin_url}/cache")
         while not stop.wait(0.5):
             pass
     finally:

@@ -19,7 +19,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ACCESS_LOGGER", "FORMATS", "JsonFormatter", "TextFormatter", "configure", "event"]
+__all__ = ["ACCESS_LOGGER", "FORMATS", "JsonFormatter", "TextFormatter", "configure", "event", "notice"]
 
 ACCESS_LOGGER = "glancecache_client.server.access"
 FORMATS = ("text", "json")
@@ -85,3 +85,12 @@ def configure(level: str, log_format: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level))
+
+
+def notice(text: str, log_format: str, source: str) -> str:
+    """A start-up notice for stderr (printed whatever the level), as one JSON object in the json format."""
+    if log_format != "json":
+        return text
+    record = logging.LogRecord(source, logging.INFO, "", 0, text, None, None)
+    record.event = "notice"
+    return JsonFormatter().format(record)

@@ -105,7 +105,7 @@ def test_fill_in_progress_when_another_process_deletes(tmp_path: Path, registry_
             chunks = response.iter_raw()
             received += next(chunks)
             # B is now filling its cache and waits for this slow client.
-            assert _eventually(lambda: (b_cache / "incomplete" / image_id).exists())
+            assert _eventually((b_cache / "incomplete" / image_id).exists)
             assert http.delete(f"{a.url}/v2/images/{image_id}").status_code == 204
             for chunk in chunks:
                 received += chunk
