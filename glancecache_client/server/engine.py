@@ -79,9 +79,10 @@ __all__ = ["CacheEngine"]
 
 log = logging.getLogger(__name__)
 
-DELETION_LOOKBACK = 200
-"""Deletion sequence numbers read again on every look at the deletion log: concurrent transactions can
-commit out of order, and a deletion that becomes visible after a later one is still seen."""
+DELETION_GAP_WAIT = 60.0
+"""Seconds a missing deletion sequence number is looked for again. Concurrent transactions can commit out of
+order, so number 7 may become visible after 8; a number that never shows up (a rolled-back insert) is given up."""
+MAX_DELETION_GAPS = 10_000
 # A cancelled fill ends in invalid/ when only its cache entry was deleted, and leaves nothing behind when
 # the image itself was deleted.
 _ENTRY_DELETED = "entry deleted"
@@ -267,11 +268,11 @@ class CacheEngine:
         # Image id -> None, or why it was cancelled (_ENTRY_DELETED, _IMAGE_DELETED), for each fill of this
         # engine that has not ended yet.
         self._running_fills: dict[str, str | None] = {}
-        # The deletion log (see sync_deletions): highest sequence number read, and those acted on above
-        # the look-back floor.
+        # The deletion log (see sync_deletions): highest sequence number read, and the lower ones not seen
+        # yet (sequence number -> monotonic time first missed).
         self._deletion_guard = threading.Lock()
         self._deletions_read = 0
-        self._deletions_done: set[int] = set()
+        self._deletion_gaps: dict[int, float] = {}
         self._deletion_poll_interval = deletion_poll_interval
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -441,14 +442,19 @@ class CacheEngine:
         listing and cache hit, so a node never lists or serves an image another process deleted.
         """
         with self._deletion_guard:
-            rows = self.store.deletions_after(max(0, self._deletions_read - DELETION_LOOKBACK))
-            fresh = [(seq, image_id) for seq, image_id in rows if seq > 0 and seq not in self._deletions_done]
-            if rows:
-                self._deletions_read = max(self._deletions_read, rows[-1][0])
-            floor = self._deletions_read - DELETION_LOOKBACK
-            self._deletions_done = {seq for seq in self._deletions_done if seq > floor}
-            self._deletions_done.update(seq for seq, _ in fresh)
-        for _, image_id in fresh:
+            gaps, read = self._deletion_gaps, self._deletions_read
+            rows = self.store.deletions_after(read, gaps)
+            fresh = [image_id for seq, image_id in rows if seq > read or gaps.pop(seq, None) is not None]
+            now = time.monotonic()
+            if rows and rows[-1][0] > read:
+                seen = {seq for seq, _ in rows}
+                for missing in range(read + 1, rows[-1][0]):
+                    if missing not in seen and len(gaps) < MAX_DELETION_GAPS:
+                        gaps[missing] = now
+                self._deletions_read = rows[-1][0]
+            for seq in [seq for seq, since in gaps.items() if now - since > DELETION_GAP_WAIT]:
+                del gaps[seq]
+        for image_id in fresh:
             self.purge_image(image_id, seen="in the shared deletion log")
         return len(fresh)
 
@@ -751,7 +757,7 @@ class CacheEngine:
         this engine did not see (made while it was down). The caller holds the clean lock."""
         for entry in self.registry.entries():
             image = self.store.get(entry.image_id)
-            if image is None or image.checksum != entry.checksum:
+            if image is None or image.checksum not in (None, entry.checksum):  # deleted, or its id reused
                 self.purge_image(entry.image_id, seen="in the image catalogue")
             elif not self._cached_path(entry.image_id).is_file():
                 with self._state_lock(entry.image_id):
@@ -764,9 +770,6 @@ class CacheEngine:
                 with self._state_lock(path.name):
                     if path.is_file() and self.registry.get(path.name) is None:
                         self._adopt_or_invalidate(path)
-        queued = [path.name for path in self._files(self._queue_dir) if is_image_id(path.name)]
-        for image_id in self.store.deleted_among(queued):
-            self.purge_image(image_id, seen="in the shared deletion log")
         for path in self._files(self._queue_dir):
             if self.is_cached(path.name):
                 self._unlink(path)

@@ -7,8 +7,8 @@ Public API (used by app.py and engine.py):
 
 - ``Image``: a frozen snapshot of one image's metadata (times are aware UTC datetimes).
 - ``ImageStore(db, images_dir)``: ``create``, ``get``, ``list``, ``upload``, ``data_path``, ``iter_data``,
-  ``set_status``, ``delete``; the deletion log every node's cache engine reads: ``deletions_after``,
-  ``last_deletion``, ``deleted_among`` (``delete`` records each deletion in table ``image_deletions``).
+  ``set_status``, ``delete``; the deletion log every node's cache engine reads: ``deletions_after``
+  and ``last_deletion`` (``delete`` records each deletion in table ``image_deletions``).
 - ``is_image_id(text)``: True for a canonical 36-character UUID; every path built from an image id is
   built only after this check, so no id can escape a directory.
 - Errors: ``ImageConflict`` (create with an id that exists, upload when the image is not ``queued``) and
@@ -301,10 +301,14 @@ class ImageStore:
 
     # -- deletion log: how cache engines in every process learn that an image was deleted ---------------
 
-    def deletions_after(self, seq: int) -> Sequence[tuple[int, str]]:
-        """(seq, image_id) of the deletions with a sequence number above ``seq``, lowest first."""
+    def deletions_after(self, seq: int, also: Iterable[int] = ()) -> Sequence[tuple[int, str]]:
+        """(seq, image_id) of the deletions with a sequence number above ``seq`` or in ``also``, lowest first."""
         log = schema.image_deletions
-        query = sa.select(log.c.seq, log.c.image_id).where(log.c.seq > seq).order_by(log.c.seq)
+        wanted = log.c.seq > seq
+        extra = sorted(also)
+        if extra:
+            wanted = sa.or_(wanted, log.c.seq.in_(extra))
+        query = sa.select(log.c.seq, log.c.image_id).where(wanted).order_by(log.c.seq)
         with self._db.connect() as conn:
             return [(int(seq), str(image_id)) for seq, image_id in conn.execute(query)]
 
@@ -312,19 +316,6 @@ class ImageStore:
         """The highest deletion sequence number so far (0 if no image was ever deleted)."""
         with self._db.connect() as conn:
             return int(conn.execute(sa.select(sa.func.max(schema.image_deletions.c.seq))).scalar() or 0)
-
-    def deleted_among(self, image_ids: Iterable[str]) -> set[str]:
-        """Those of ``image_ids`` that were deleted (and not created again since)."""
-        log, images = schema.image_deletions, schema.images
-        wanted = sorted(set(image_ids))
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            query = sa.select(log.c.image_id).where(
-                log.c.image_id.in_(wanted[start : start + 500]), ~sa.exists().where(images.c.id == log.c.image_id)
-            )
-            with self._db.connect() as conn:
-                found.update(str(image_id) for image_id in conn.execute(query).scalars())
-        return found
 
     # -- helpers ---------------------------------------------------------------------------------------
 

@@ -125,6 +125,7 @@ def make_node(tmp_path: Path, sqlite_db: sa.Engine, store: ImageStore) -> Iterat
         db: sa.Engine | None = None,
         image_store: ImageStore | None = None,
         start: bool = True,
+        deletion_poll_interval: float = 1.0,
     ) -> Node:
         cache_dir = tmp_path / name / "cache"
         node_url = f"http://{name}"
@@ -141,6 +142,7 @@ def make_node(tmp_path: Path, sqlite_db: sa.Engine, store: ImageStore) -> Iterat
             stall_time=stall_time,
             workers=workers,
             clock=clock,
+            deletion_poll_interval=deletion_poll_interval,
         )
         started.append(engine)
         if start:
