@@ -12,6 +12,7 @@ and ``schema_api``; error pages in ``faults``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -164,12 +165,12 @@ class GlanceApp:
             wrapper = environ.get("wsgi.file_wrapper")
             if wrapper is not None:
                 body.handle.seek(body.offset)
-                access.sent = body.length  # handed whole to the server, which sends it with sendfile
                 # waitress sends exactly Content-Length bytes from the current position, then closes it.
                 return wrapper(_LoggedFile(body.handle, access), 1024 * 1024)  # type: ignore[no-any-return]
             return _CountingIterator(iter(body), body.close, access)
         if isinstance(reply.body, bytes):
-            return _CountingIterator(iter([reply.body]), lambda: None, access)
+            # A one-item list, so that the server still frames a body without Content-Length by its length.
+            return _LoggedBytes(reply.body, access)
         return _CountingIterator(iter(reply.body), getattr(reply.body, "close", lambda: None), access)
 
     # -- pipeline --------------------------------------------------------------------------------------
@@ -291,12 +292,24 @@ class _CountingIterator:
             self._access.finish()
 
 
+class _LoggedBytes(list[bytes]):
+    def __init__(self, body: bytes, access: _AccessLine) -> None:
+        super().__init__([body])
+        self._access = access
+
+    def close(self) -> None:
+        self._access.sent = len(self[0])
+        self._access.finish()
+
+
 class _LoggedFile:
     """A file handed to ``wsgi.file_wrapper``: behaves as the file, and writes the access line when the
-    server closes it after sending."""
+    server closes it, once sent or when the client went away. The server moves the file position past what
+    it sent (also when it sends with sendfile), so the position tells the bytes sent."""
 
     def __init__(self, handle: Any, access: _AccessLine) -> None:
         self._handle = handle
+        self._start = handle.tell()
         self._access = access
 
     def __getattr__(self, name: str) -> Any:
@@ -304,6 +317,8 @@ class _LoggedFile:
 
     def close(self) -> None:
         try:
+            with contextlib.suppress(OSError, ValueError):
+                self._access.sent = self._handle.tell() - self._start
             self._handle.close()
         finally:
             self._access.finish()

@@ -70,7 +70,14 @@ def test_json_log_has_an_access_line_per_request_and_every_cache_event(tmp_path:
         _wait_cached(http, two, good)
         hit = http.get(f"{two}/v2/images/{good}/file", headers=TRUSTED)  # served from the cache file
         assert hit.content == b"g" * 5000
+        # Logged once sent (sendfile from the cache file), not when the kept-alive connection closes.
+        deadline = time.monotonic() + 5
+        while hit.headers["x-openstack-request-id"] not in server.log():
+            assert time.monotonic() < deadline, "no access line for the cache hit while its connection is open"
+            time.sleep(0.02)
         assert http.get(f"{one}/v2/images/{bad}/file", headers=TRUSTED).status_code == 200
+        assert http.get(f"{two}/v2/images/{good}/file", headers={**TRUSTED, "Range": "bytes=10-19"}).status_code == 206
+        assert http.head(f"{two}/v2/images/{good}/file", headers=TRUSTED).status_code == 405  # as Glance
         assert http.get(f"{one}/v2/images/no-such-image", headers=TRUSTED).status_code == 404
         assert http.post(f"{two}/v2/cache/prune", headers=TRUSTED).json()["total_files_pruned"] == 1
         assert http.post(f"{one}/v2/cache/clean", headers=TRUSTED).status_code == 200
