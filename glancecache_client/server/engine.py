@@ -12,7 +12,9 @@ Directory layout (as Glance)::
 Public API (used by app.py): ``CacheEngine`` with ``start``, ``close``, ``list_cached``, ``list_queued``,
 ``is_cached``, ``is_queued``, ``queue``, ``legacy_queue``, ``delete``, ``delete_queued``,
 ``delete_all_cached``, ``delete_all_queued``, ``clean``, ``prune``, ``cached_nodes``, ``open_cached``,
-``caching_iter``, ``purge_image``, ``wait_idle`` and ``stats``; the attribute ``driver``.
+``caching_iter``, ``purge_image``, ``sync_deletions``, ``wait_idle`` and ``stats``; the attribute ``driver``.
+Every event (queued, fill started/finished/failed, deleted, purged, prune, clean, clear, repairs) is logged
+through ``logs.event`` with this node's URL.
 
 Rules, and where we deliberately differ from Glance 33:
 
@@ -38,7 +40,13 @@ Rules, and where we deliberately differ from Glance 33:
   (store error, checksum mismatch) the queue file stays, so the failure stays visible in
   ``queued_images``; ``queue`` again or the next ``start()`` retries it.
 - ``delete``/``purge_image``/``delete_all_cached``/``prune`` cancel a fill of the same image running in
-  this process: it ends in ``invalid/`` instead of resurrecting the entry.
+  this process: it ends in ``invalid/`` instead of resurrecting the entry (after ``purge_image``, the image
+  is gone: the partial file is deleted instead).
+- Deletions made by any node, in any process, reach every engine through the shared deletion log
+  (``ImageStore.deletions_after``): ``sync_deletions`` purges them, on a timer and before each listing, and
+  ``start()`` purges entries whose image went while the engine was down. A fill commits only if the
+  catalogue still has its image with the same checksum, checked under the image's state lock that a purge
+  also takes, so a fill racing a deletion elsewhere either sees it or is purged right after.
 - Prune counts only tracked entries (row and file), so files the registry does not know about can never
   make it loop (Glance 33 spins forever on them). Files named like image ids without a row are repaired
   by ``start()``/``clean()``: adopted if their bytes verify against the image's checksums, otherwise
@@ -439,7 +447,8 @@ class CacheEngine:
     def sync_deletions(self) -> int:
         """Purge every image deleted since the last call, on any node in any process. Returns how many
         deletions were new to this engine. Runs on a timer (``deletion_poll_interval``) and before every
-        listing and cache hit, so a node never lists or serves an image another process deleted.
+        listing, so a node never lists an image another process deleted. (Serving one is ruled out
+        before: a download looks the image up first, and ``open_cached`` checks the checksum.)
         """
         with self._deletion_guard:
             gaps, read = self._deletion_gaps, self._deletions_read
@@ -480,18 +489,25 @@ class CacheEngine:
 
     # -- reading and filling ---------------------------------------------------------------------------
 
-    def open_cached(self, image_id: str) -> tuple[BinaryIO, int] | None:
-        """Open a cached image for a full read: counts a hit and sets last_accessed. None if not cached."""
+    def open_cached(self, image_id: str, checksum: str | None = None) -> tuple[BinaryIO, int] | None:
+        """Open a cached image for a full read: counts a hit and sets last_accessed. None if not cached.
+
+        With ``checksum`` (the image's md5 now), an entry cached under another checksum is not served but
+        purged: the image was deleted and its id created again, on a node whose deletion log read is still
+        to come. (The caller has just found the image in the catalogue, so it is not deleted.)
+        """
         if not is_image_id(image_id):
             return None
-        self.sync_deletions()  # an image deleted elsewhere, even if created again since, is never served
         try:
             data: BinaryIO = self._cached_path(image_id).open("rb")
         except FileNotFoundError:
             return None
         # A file without a row is not a cache entry (a crash leftover awaiting repair): not served.
-        if not self.registry.record_hit(image_id, now=self._clock()):
+        if not self.registry.record_hit(image_id, now=self._clock(), checksum=checksum):
             data.close()
+            entry = self.registry.get(image_id) if checksum is not None else None
+            if entry is not None and entry.checksum != checksum:
+                self.purge_image(image_id, seen="at a hit: its id names a new image")
             return None
         return data, os.fstat(data.fileno()).st_size
 

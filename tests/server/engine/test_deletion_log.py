@@ -77,6 +77,18 @@ def test_a_fill_that_began_after_the_deletion_was_read_is_not_committed(make_nod
     assert _cached_on_disk(node.cache_dir, image.id) == [] and node.engine.list_cached() == []
 
 
+def test_a_hit_under_another_checksum_is_purged_not_served(make_node: NodeFactory, store: ImageStore) -> None:
+    node = make_node(deletion_poll_interval=0)
+    image = active_image(store, b"first life")
+    assert b"".join(node.engine.caching_iter(image, store.iter_data(image.id)))
+    opened = node.engine.open_cached(image.id, image.checksum)
+    assert opened is not None
+    opened[0].close()
+    # The id now names an image with other bytes (deleted and created again; the log not read yet).
+    assert node.engine.open_cached(image.id, "0" * 32) is None
+    assert _cached_on_disk(node.cache_dir, image.id) == [] and node.registry.get(image.id) is None
+
+
 def test_a_deletion_committed_out_of_order_is_still_seen(make_node: NodeFactory, store: ImageStore,
                                                          sqlite_db: sa.Engine) -> None:  # fmt: skip
     node = make_node(deletion_poll_interval=0)
