@@ -140,11 +140,11 @@ class GlanceApp:
 
     # -- WSGI ------------------------------------------------------------------------------------------
 
-    @property
-    def node_name(self) -> str | None:
-        """How log lines name this node: its self-reference URL (None for a node without a cache)."""
+    def node_name(self, environ: dict[str, Any]) -> str:
+        """How log lines name this node: its self-reference URL (a node without a cache has none: then the
+        URL the client addressed)."""
         engine = self.node.engine
-        return engine.node_url if engine is not None else None
+        return engine.node_url if engine is not None else _printable(host_url(environ))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.monotonic()
@@ -155,7 +155,7 @@ class GlanceApp:
             reply = error_reply(500, SERVER_ERROR_TEXT, environ.get("HTTP_ACCEPT"))
             reply.headers.append(("x-openstack-request-id", new_request_id()))
         start_response(reply.status_line, reply.headers)
-        access = _AccessLine(self.node_name, environ, reply, started)
+        access = _AccessLine(self.node_name(environ), environ, reply, started)
         if environ.get("REQUEST_METHOD") == "HEAD":
             _close_quietly(reply)
             access.finish()
@@ -241,7 +241,7 @@ class GlanceApp:
 class _AccessLine:
     """The access log line of one request, written once when the server is done with the response."""
 
-    def __init__(self, node: str | None, environ: dict[str, Any], reply: Reply, started: float) -> None:
+    def __init__(self, node: str, environ: dict[str, Any], reply: Reply, started: float) -> None:
         self.node = node
         self.environ = environ
         self.reply = reply
