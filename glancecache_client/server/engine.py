@@ -201,6 +201,7 @@ class _Fill:
         if not self.open:
             return
         image_id = self.image.id
+        discard = discard or self.engine._fill_cancelled(image_id) == _IMAGE_DELETED
         self.digest.cancel()  # the helpers stop touching the file before it moves
         try:
             if self._still_ours():
@@ -669,6 +670,10 @@ class CacheEngine:
                 for chunk in self.store.iter_data(image_id, COPY_CHUNK):
                     fill.write(chunk)
             except Exception as exc:
+                if self.store.get(image_id) is None:  # deleted meanwhile: nothing to keep or retry
+                    fill.abort(f"{_IMAGE_DELETED} during the fill", discard=True)
+                    self._unlink(self._queue_path(image_id))
+                    return
                 fill.abort(f"the store read failed: {exc!r}; it stays queued", level=logging.ERROR)
                 return
             if not fill.finish():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -75,6 +76,26 @@ def test_a_fill_that_began_after_the_deletion_was_read_is_not_committed(make_nod
     assert node.engine.sync_deletions() == 1  # nothing of it here yet
     assert b"".join(node.engine.caching_iter(image, iter([first, *chunks]))) == b"late" * 1000
     assert _cached_on_disk(node.cache_dir, image.id) == [] and node.engine.list_cached() == []
+
+
+@pytest.mark.parametrize("seen_first", [True, False], ids=["purged-during-fill", "found-at-failure"])
+def test_a_queued_fill_failing_because_its_image_went_leaves_nothing(
+    make_node: NodeFactory, store: ImageStore, monkeypatch: pytest.MonkeyPatch, seen_first: bool
+) -> None:
+    node = make_node(deletion_poll_interval=0)
+    image = active_image(store, b"q" * 1000)
+
+    def deleted_midway(image_id: str, chunk_size: int = 0) -> Iterator[bytes]:
+        yield b"q" * 10
+        store.delete(image_id)
+        if seen_first:
+            node.engine.sync_deletions()
+        raise FileNotFoundError(image_id)
+
+    monkeypatch.setattr(store, "iter_data", deleted_midway)
+    node.engine.queue(image.id)
+    assert node.engine.wait_idle(10)
+    assert _cached_on_disk(node.cache_dir, image.id) == [] and node.engine.list_queued() == []
 
 
 def test_a_hit_under_another_checksum_is_purged_not_served(make_node: NodeFactory, store: ImageStore) -> None:
