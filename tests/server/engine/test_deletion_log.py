@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -140,16 +141,16 @@ def test_a_deletion_made_while_the_node_was_down_is_purged_at_start(make_node: N
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"])
 def test_two_engines_on_one_shared_database(backend: str, request: pytest.FixtureRequest, make_node: NodeFactory,
-                                            tmp_path: os.PathLike[str]) -> None:  # fmt: skip
+                                            tmp_path: Path) -> None:  # fmt: skip
     """Two stores and two engines on one database, as two processes have them."""
     if backend == "sqlite":
-        url = schema.sqlite_url(tmp_path / "cluster.db")  # type: ignore[operator]
+        url = schema.sqlite_url(tmp_path / "cluster.db")
     else:
         url = request.getfixturevalue(f"{backend}_url")
     engines = [schema.create_db_engine(url) for _ in range(2)]
     try:
         schema.metadata.drop_all(engines[0], checkfirst=True)
-        stores = [ImageStore(db, tmp_path / "images") for db in engines]  # type: ignore[operator]
+        stores = [ImageStore(db, tmp_path / "images") for db in engines]
         a = make_node(name="a", db=engines[0], image_store=stores[0], deletion_poll_interval=0)
         b = make_node(name="b", db=engines[1], image_store=stores[1], deletion_poll_interval=0)
         image = active_image(stores[0], b"shared" * 100)

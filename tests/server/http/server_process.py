@@ -1,9 +1,7 @@
 """Real ``glancecache-server`` processes for tests: start one, talk HTTP to it, read its log file, stop it.
 
 Owns: ``ServerProcess`` (stderr goes to a file, so a chatty log can never fill a pipe and stall the server;
-stdout gives the node URLs) and ``private_database`` (a throwaway PostgreSQL or MariaDB database per test,
-dropped afterwards, so parallel runs never share rows; a server that does not answer skips the test and
-says why).
+stdout gives the node URLs), ``private_database`` as a context manager, and ``upload``.
 """
 
 from __future__ import annotations
@@ -13,18 +11,14 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
+
+from .. import databases
 
 SCRIPT = Path(sys.executable).parent / "glancecache-server"
-DATABASES = {
-    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test",
-}
 
 
 class ServerProcess:
@@ -89,27 +83,7 @@ def running(log_path: Path, *args: str, nodes: int = 1) -> Iterator[ServerProces
 @contextlib.contextmanager
 def private_database(kind: str) -> Iterator[str]:
     """A fresh database on the PostgreSQL or MariaDB test server; skips if that server does not answer."""
-    import sqlalchemy as sa
-    from sqlalchemy import exc as sa_exc
-
-    admin_url = sa.make_url(DATABASES[kind])
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except sa_exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"{kind} at {admin_url.host}:{admin_url.port} does not answer: {exc.orig}")
-    name = f"gc_purge_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        drop = f"DROP DATABASE {name} WITH (FORCE)" if kind == "postgresql" else f"DROP DATABASE {name}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(drop)
-        admin.dispose()
+    yield from databases.private_database(kind, "gc_purge")
 
 
 def upload(http: httpx.Client, url: str, data: bytes) -> str:
