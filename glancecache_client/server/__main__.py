@@ -11,7 +11,6 @@ imported only after the arguments are parsed, so ``--help`` and errors are insta
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -46,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
         help="threads caching queued images (default 4; 0 = queued images stay queued, for tests)")  # fmt: skip
     add("--config-file", type=Path, help="glance-api.conf style file ([DEFAULT] image_cache_* options)")
     add("--log-level", default="WARNING", type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level on stderr (default WARNING)")  # fmt: skip
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level on stderr (default WARNING; INFO adds one line per request and every cache event)")  # fmt: skip
+    add("--log-format", default="text", choices=("text", "json"),
+        help="log lines as text (default) or as one JSON object per line")  # fmt: skip
     return parser
 
 
@@ -78,11 +80,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .logs import configure as configure_logging
+    from .logs import notice
+
+    configure_logging(args.log_level, args.log_format)
+
+    def tell(text: str) -> None:
+        print(notice(text, args.log_format, PROG), file=sys.stderr, flush=True)
+
     from .config import ConfigError, build_settings, open_door_warnings
     from .runner import start_cluster
 
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = build_settings(args.config_file, _overrides(args))
         for line in open_door_warnings(settings):
-            print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+            tell(f"{PROG}: {line}")
         cluster = start_cluster(settings)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -110,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             print(url)
         sys.stdout.flush()
         if cluster.identity_url is not None:
-            print(f"OS_AUTH_URL={cluster.identity_url}", file=sys.stderr, flush=True)
+            tell(f"OS_AUTH_URL={cluster.identity_url}")
         for admin_url in cluster.admin_urls:
-            print(f"cache admin listener: {admin_url}/cache", file=sys.stderr, flush=True)
+            tell(f"cache admin listener: {admin_url}/cache")
         while not stop.wait(0.5):
             pass
     finally:
