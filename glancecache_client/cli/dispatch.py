@@ -15,11 +15,8 @@ reports the option as it always has.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -48,8 +45,9 @@ GLANCECLIENT_PRESENT = (
     f"{GLANCECLIENT} is installed: its commands (image-list, image-show, ...) run here too; "
     "'glance help' lists them and 'glance help COMMAND' describes one."
 )
-# A subcommand entry of glanceclient's help ("    cache-list          Get cache state."); ours replace those.
-GLANCECLIENT_CACHE_ENTRY = re.compile(r"^    cache-\S+")
+# How a subcommand entry of glanceclient's help starts ("    cache-list          Get cache state."); ours
+# replace those.
+GLANCECLIENT_CACHE_ENTRY = "    " + CACHE_PREFIX
 
 
 def takes_value(option: str) -> bool:
@@ -158,6 +156,9 @@ def run_glanceclient() -> NoReturn:
 
 def help_of_both(prog: str, argv: list[str]) -> NoReturn:
     """``glance help``: our help, then glanceclient's with its cache-* entries left out (ours answer those)."""
+    import contextlib
+    import io
+
     code = run_ours_returning(prog, ["--help"])
     if code not in (0, None):
         sys.exit(code)
@@ -180,7 +181,7 @@ def without_cache_entries(lines: Sequence[str]) -> list[str]:
     kept: list[str] = []
     skipping = False
     for line in lines:
-        if GLANCECLIENT_CACHE_ENTRY.match(line):
+        if line.startswith(GLANCECLIENT_CACHE_ENTRY):
             skipping = True
             continue
         if skipping and line.startswith(" " * 5):  # the entry's description, wrapped onto further lines
