@@ -88,7 +88,11 @@ def dispatch() -> NoReturn:
     argv = sys.argv[1:]
     position = find_command(argv)
     word = argv[position] if position is not None else None
-    topic = argv[position + 1] if position is not None and word == HELP_COMMAND and position + 1 < len(argv) else None
+    topic = None  # the COMMAND of `glance help COMMAND`
+    if position is not None and word == HELP_COMMAND:
+        rest = argv[position + 1 :]
+        found = find_command(rest)
+        topic = rest[found] if found is not None else None
 
     ours = (word or "").startswith(CACHE_PREFIX) or (topic or "").startswith(CACHE_PREFIX)  # or help cache-list
     if ours or any(name in os.environ for name in COMPLETION_VARIABLES):
@@ -108,20 +112,25 @@ def dispatch() -> NoReturn:
     if word == HELP_COMMAND and topic is None:
         if has_glanceclient:
             help_of_both(prog, argv)
-        run_ours(prog, ["--help"], after=lambda: print(f"\n{GLANCECLIENT_ABSENT}"))
+        run_ours(prog, argv, after=lambda: print(f"\n{GLANCECLIENT_ABSENT}"))
     if word is None:  # options only: help, --version, or click's "missing command"
-        after = None
-        if not argv or HELP_OPTIONS & set(argv):
-            footer = GLANCECLIENT_PRESENT if has_glanceclient else GLANCECLIENT_ABSENT
-            stream = sys.stdout if argv else sys.stderr  # bare `glance`: click shows its help on stderr
-            after = lambda: print(f"\n{footer}", file=stream)  # noqa: E731
-        elif "--version" in argv and has_glanceclient:
-            after = print_glanceclient_version
-        run_ours(prog, argv, after=after)
+        run_ours(prog, argv, after=trailer(argv, has_glanceclient))
     if has_glanceclient:
         run_glanceclient()
     # No glanceclient: our one-line "no command" error says where the other commands are.
     run_ours(prog, argv if topic is None else [*argv[: position or 0], topic, "--help"])
+
+
+def trailer(argv: list[str], has_glanceclient: bool) -> Callable[[], None] | None:
+    """What follows our answer to options without a command: after the help, where the other commands are;
+    after our version, glanceclient's."""
+    if not argv or HELP_OPTIONS & set(argv):
+        footer = GLANCECLIENT_PRESENT if has_glanceclient else GLANCECLIENT_ABSENT
+        stream = sys.stdout if argv else sys.stderr  # bare `glance`: click shows its help on stderr
+        return lambda: print(f"\n{footer}", file=stream)
+    if "--version" in argv and has_glanceclient:
+        return lambda: print(f"{GLANCECLIENT} {distribution_version(GLANCECLIENT)}")
+    return None
 
 
 def run_ours(prog: str, argv: list[str], after: Callable[[], None] | None = None) -> NoReturn:
@@ -189,10 +198,6 @@ def without_cache_entries(lines: Sequence[str]) -> list[str]:
         skipping = False
         kept.append(line)
     return kept
-
-
-def print_glanceclient_version() -> None:
-    print(f"{GLANCECLIENT} {distribution_version(GLANCECLIENT)}")
 
 
 def distribution_version(name: str) -> str:
