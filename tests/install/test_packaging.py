@@ -103,3 +103,6 @@ def test_readme_test_command_is_exactly_what_ci_runs():
     assert "-c constraints/ci.txt" in test_command and "--python-version 3.10" in test_command
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert test_command in ci_lines
+    manual = ROOT / "docs" / "install.rst"
+    if manual.exists():  # the manual repeats it
+        assert test_command in [line.strip() for line in manual.read_text().splitlines()]
