@@ -59,8 +59,8 @@ class Venv:
         return subprocess.run(argv, capture_output=True, env=base, input=input, timeout=120, check=False)
 
 
-def make_venv(path: Path) -> Venv:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+def make_venv(path: Path, python: str = sys.executable) -> Venv:
+    subprocess.run([python, "-m", "venv", "--without-pip", str(path)], check=True)
     home = path.parent / "home"
     home.mkdir(exist_ok=True)
     return Venv(path, home)
