@@ -21,9 +21,10 @@ __all__ = ["cli", "node_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Shown only when python-glanceclient is not installed: otherwise dispatch.py hands it every other command.
 OTHER_COMMANDS_HINT = (
-    "this glance provides the image-cache commands only; for the rest of the Image API use "
-    "'openstack image ...' (python-openstackclient) or python-glanceclient's glance from its own virtualenv"
+    "this glance provides the image-cache commands only; python-glanceclient provides the others here "
+    "(pip install python-glanceclient), or use 'openstack image ...' (python-openstackclient)"
 )
 
 COMPLETION_HELP = """\b

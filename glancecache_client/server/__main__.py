@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
+
 PROG = "glancecache-server"
 
 
@@ -26,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run Glance-compatible image nodes with the image cache API (a reference server).",
     )
     add = parser.add_argument
+    add("--version", action="version", version=f"%(prog)s (glancecache-client) {__version__}")
     add("--bind", help="address to listen on (default 127.0.0.1)")
     add("--port", type=int, help="port of the first node (default 9292; 0 = any free port)")
     add("--nodes", type=int, help="number of nodes, on consecutive ports (default 1)")
