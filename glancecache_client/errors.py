@@ -5,12 +5,15 @@
     GlanceCacheError                 base: .node (the node URL, or "" when no node was involved)
     ├── InvalidInput                 bad argument, caught before any request (also a ValueError)
     ├── UnsupportedFeature           the node lacks the API version an operation needs (2.14 / 2.18)
+    │   ├── NotAnImageNode           the address answers, but not as a Glance image API node
+    │   └── CannotWait               a pre-Yoga node: nothing caches a queued image on demand
     ├── CacheWaitTimeout             wait_cached() gave up
     ├── TransportError               no HTTP answer at all
     │   ├── ConnectionRefused        nothing listens at host:port
     │   ├── NameResolutionFailed     DNS could not resolve the host
     │   ├── TLSFailure               TLS handshake or certificate verification failed
-    │   └── RequestTimeout           connect or read timed out
+    │   ├── RequestTimeout           no complete answer within the timeout (connect, send and whole response)
+    │   └── ProtocolFailure          the node's bytes are not HTTP, or a body is cut short
     └── APIError                     the node answered with an error: .status, .explanation, .request_id
         ├── BadRequest               400
         ├── Unauthorized             401 (token missing, expired or rejected)
@@ -18,7 +21,7 @@
         ├── NotFound                 404
         ├── Conflict                 409 (e.g. nodes list without the centralized registry)
         ├── ServerError              5xx
-        └── InvalidResponse          a 2xx whose body is not what the API promises (e.g. invalid JSON)
+        └── InvalidResponse          a 2xx whose body is not what the API promises (bad JSON, shape, encoding)
 
 Every error's ``str()`` is one line naming the node, what went wrong and, for HTTP errors, the status, the
 server's explanation and the request id.
@@ -33,6 +36,7 @@ __all__ = [
     "APIError",
     "BadRequest",
     "CacheWaitTimeout",
+    "CannotWait",
     "Conflict",
     "ConnectionRefused",
     "Forbidden",
@@ -40,7 +44,9 @@ __all__ = [
     "InvalidInput",
     "InvalidResponse",
     "NameResolutionFailed",
+    "NotAnImageNode",
     "NotFound",
+    "ProtocolFailure",
     "RequestTimeout",
     "ServerError",
     "TLSFailure",
@@ -81,6 +87,35 @@ class UnsupportedFeature(GlanceCacheError):
         self.version = version
 
 
+class NotAnImageNode(UnsupportedFeature):
+    """Something answers at the address, but its ``GET /versions`` is not a Glance Image API's (e.g. a plain
+    web server, or the wrong port)."""
+
+    def __init__(self, node: str, what: str) -> None:
+        GlanceCacheError.__init__(
+            self,
+            f"not a Glance image node: {what} (check the host, port and path prefix of the Glance API)",
+            node=node,
+        )
+        self.feature = "the Image API"
+        self.version = "2"
+
+
+class CannotWait(UnsupportedFeature):
+    """Waiting for an image to be cached on a pre-Yoga node (deprecated cache endpoints only): there a queued
+    image is cached only when glance-cache-prefetcher runs (usually from cron), so a wait could last hours."""
+
+    def __init__(self, node: str) -> None:
+        GlanceCacheError.__init__(
+            self,
+            "cannot wait for caching on this pre-Yoga node: only glance-cache-prefetcher run from cron caches "
+            "queued images here (queue without waiting, or run glance-cache-prefetcher on the node)",
+            node=node,
+        )
+        self.feature = "waiting for an image to be cached"
+        self.version = "2.14"
+
+
 class CacheWaitTimeout(GlanceCacheError):
     """An image did not appear in the node's cache within the time allowed."""
 
@@ -107,7 +142,11 @@ class TLSFailure(TransportError):
 
 
 class RequestTimeout(TransportError):
-    """Connecting to or reading from the node took longer than the timeout."""
+    """The whole request (connect, send, and the complete response) took longer than the timeout."""
+
+
+class ProtocolFailure(TransportError):
+    """The node's answer is not well-formed HTTP (garbage bytes, a body shorter than announced, a bad header)."""
 
 
 class APIError(GlanceCacheError):
@@ -143,9 +182,11 @@ class BadRequest(APIError):
 
 
 class Unauthorized(APIError):
-    """401: no valid token."""
+    """401: no valid token. ``credentials`` says what was sent: ``"none"``, ``"token"`` (a static token) or
+    ``"keystone"`` (a token from a keystoneauth1 session), so a front end can say what to fix."""
 
     status_code = 401
+    credentials: str = "none"
 
 
 class Forbidden(APIError):
