@@ -25,7 +25,7 @@ import httpx
 from . import errors
 from ._version import __version__
 from .auth import NoAuth, StaticToken, TokenAuth, TokenSource, token_source_for
-from .deadline import bounded, deadline_transport
+from .deadline import bounded, deadline_transport, passed
 from .models import CachedImage, CacheState, ClearResult, ClearTarget, PruneResult
 from .nodes import normalize_endpoint, validate_image_id, validate_seconds
 
@@ -213,12 +213,12 @@ class CacheClient:
         interval = validate_seconds(interval, "interval")
         deadline = time.monotonic() + timeout
         with bounded(deadline):
-            self.check_can_wait()
             while True:
                 try:
+                    self.check_can_wait()
                     state = self.list()
                 except errors.RequestTimeout:
-                    if time.monotonic() < deadline:
+                    if not passed(deadline):
                         raise
                     raise errors.CacheWaitTimeout(self.endpoint, image_id, timeout) from None
                 for image in state.cached:

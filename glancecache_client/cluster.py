@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .auth import TokenSource, token_source_for
 from .client import CacheClient
-from .deadline import bounded
+from .deadline import bounded, passed
 from .errors import CacheWaitTimeout, GlanceCacheError, InvalidInput, RequestTimeout
 from .models import CachedImage, CacheState, ClearResult, ClearTarget, PruneResult
 from .nodes import normalize_endpoint, validate_image_id, validate_seconds
@@ -195,7 +195,7 @@ class Cluster:
             listings = self.run(functools.partial(_list_if_waiting, {node for node, _ in pending}, deadline))
             for listing in listings:
                 mine = {pair for pair in pending if pair[0] == listing.node}
-                if isinstance(listing.error, RequestTimeout) and time.monotonic() >= deadline:
+                if isinstance(listing.error, RequestTimeout) and passed(deadline):
                     continue  # the wait's deadline cut the listing short: these pairs timed out
                 if listing.error is not None:
                     failed.update(dict.fromkeys(mine, listing.error))

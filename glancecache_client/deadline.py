@@ -17,7 +17,7 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["bounded", "deadline_transport"]
+__all__ = ["bounded", "deadline_transport", "passed"]
 
 _DEADLINE: ContextVar[float | None] = ContextVar("glancecache_deadline", default=None)
 
@@ -32,6 +32,12 @@ def bounded(at: float) -> Iterator[None]:
         yield
     finally:
         _DEADLINE.reset(token)
+
+
+def passed(at: float) -> bool:
+    """Whether deadline ``at`` has passed, give or take the few milliseconds by which a socket timeout set
+    to the time left may fire before the monotonic clock reaches ``at``."""
+    return time.monotonic() >= at - 0.05
 
 
 def _left(timeout: float | None, error: type[Exception]) -> float | None:

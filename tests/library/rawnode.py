@@ -47,14 +47,11 @@ class RawNode:
         self.drip = drip
         self._server = socket.create_server(("127.0.0.1", 0), backlog=64)
         self._server.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._accepter = threading.Thread(target=self._accept, daemon=True)
         self._accepter.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.getsockname()[1]}"
 
     def _accept(self) -> None:
         while not self._stop.is_set():
