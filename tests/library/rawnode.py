@@ -40,11 +40,15 @@ def glance_versions_then(answer: Answer) -> Answer:
 
 
 class RawNode:
-    """Serves until closed. ``answer`` may be replaced between requests; ``drip`` sends byte by byte."""
+    """Serves until closed. ``answer`` may be replaced between requests; ``drip`` sends byte by byte with that
+    pause between, for the requests ``drip_when(method, path)`` picks (all by default)."""
 
-    def __init__(self, answer: Answer, drip: float = 0.0) -> None:
+    def __init__(
+        self, answer: Answer, drip: float = 0.0, drip_when: Callable[[str, str], bool] = lambda m, p: True
+    ) -> None:
         self.answer = answer
         self.drip = drip
+        self.drip_when = drip_when
         self._server = socket.create_server(("127.0.0.1", 0), backlog=64)
         self._server.settimeout(0.05)
         self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
@@ -74,8 +78,9 @@ class RawNode:
                         return
                     head += chunk
                 method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-                payload = self.answer(method, rest.split(" ", 1)[0])
-                if self.drip:
+                path = rest.split(" ", 1)[0]
+                payload = self.answer(method, path)
+                if self.drip and self.drip_when(method, path):
                     for index in range(len(payload)):
                         if self._stop.wait(self.drip):
                             return
@@ -99,8 +104,10 @@ class RawNode:
 
 
 @contextmanager
-def raw_node(answer: Answer, drip: float = 0.0) -> Iterator[RawNode]:
-    node = RawNode(answer, drip)
+def raw_node(
+    answer: Answer, drip: float = 0.0, drip_when: Callable[[str, str], bool] = lambda m, p: True
+) -> Iterator[RawNode]:
+    node = RawNode(answer, drip, drip_when)
     try:
         yield node
     finally:
