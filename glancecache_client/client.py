@@ -367,6 +367,12 @@ class CacheClient:
             raise _transport_error(exc, self.endpoint) from exc
         except httpx.HTTPError as exc:  # DecodingError before the body (e.g. in the auth flow)
             raise errors.ProtocolFailure(f"unusable answer: {_describe(exc)}", node=self.endpoint) from exc
+        except Exception as exc:
+            if not type(exc).__module__.startswith("keystoneauth1"):
+                raise
+            raise errors.IdentityFailure(
+                f"getting a token failed: {_shorten(_describe(exc))}", node=self.endpoint
+            ) from exc
         if log.isEnabledFor(logging.DEBUG):
             elapsed = (time.perf_counter() - started) * 1000
             log.debug(

@@ -103,5 +103,5 @@ def deadline_transport(**options: Any) -> httpx.HTTPTransport:
     """An ``httpx.HTTPTransport(**options)`` whose sockets honour :func:`bounded` deadlines."""
     transport = httpx.HTTPTransport(**options)
     pool = transport._pool  # httpx exposes no network_backend option; its pool (httpcore) takes one
-    pool._network_backend = _Backend(pool._network_backend)
+    pool._network_backend = _Backend(pool._network_backend)  # (tests/library/test_limits.py proves it works)
     return transport

@@ -8,6 +8,7 @@
     │   ├── NotAnImageNode           the address answers, but not as a Glance image API node
     │   └── CannotWait               a pre-Yoga node: nothing caches a queued image on demand
     ├── CacheWaitTimeout             wait_cached() gave up
+    ├── IdentityFailure              getting a token from keystoneauth1 failed (the cause is keystoneauth1's error)
     ├── TransportError               no HTTP answer at all
     │   ├── ConnectionRefused        nothing listens at host:port
     │   ├── NameResolutionFailed     DNS could not resolve the host
@@ -41,6 +42,7 @@ __all__ = [
     "ConnectionRefused",
     "Forbidden",
     "GlanceCacheError",
+    "IdentityFailure",
     "InvalidInput",
     "InvalidResponse",
     "NameResolutionFailed",
@@ -123,6 +125,11 @@ class CacheWaitTimeout(GlanceCacheError):
         super().__init__(f"image {image_id} was not cached within {timeout:g} s", node=node)
         self.image_id = image_id
         self.timeout = timeout
+
+
+class IdentityFailure(GlanceCacheError):
+    """A session could not get a token during a request (Keystone unreachable, credentials refused); the
+    keystoneauth1 exception is ``__cause__``."""
 
 
 class TransportError(GlanceCacheError):

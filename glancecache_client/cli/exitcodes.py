@@ -58,6 +58,8 @@ def for_error(error: BaseException) -> int:
         return NOT_FOUND
     if isinstance(error, (errors.UnsupportedFeature, errors.TransportError)):
         return UNAVAILABLE
+    if isinstance(error, errors.IdentityFailure) and error.__cause__ is not None:
+        return for_error(error.__cause__)
     if type(error).__module__.startswith("keystoneauth1"):
         return _for_keystone_error(error)
     return ERROR

@@ -140,7 +140,8 @@ def test_a_rejected_token_is_named_in_the_hint(keystone):
     result = glance(*hosts(keystone.urls[:1]), "cache-list", env={"OS_TOKEN": "bogus"})
     assert result.returncode == exitcodes.AUTH
     line = one_line(result)
-    assert "HTTP 401" in line and "rejected the token given with --os-token/OS_TOKEN" in line and "give credentials" not in line
+    assert "HTTP 401" in line and "rejected the token given with --os-token/OS_TOKEN" in line
+    assert "give credentials" not in line
 
 
 def test_a_user_name_without_a_password_is_a_usage_error(keystone):

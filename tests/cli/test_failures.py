@@ -204,4 +204,3 @@ def test_help_says_what_the_timeouts_bound(invoke) -> None:
     assert "OS_INSECURE" in top and "OS_CERT" in top and "OS_KEY" in top and "130" in top
     queue = " ".join(invoke("cache-queue", "--help").output.split())
     assert "Without --wait: each request's overall timeout" in queue
-

@@ -110,3 +110,17 @@ def test_a_rejected_static_token_is_named_in_the_error() -> None:
         with CacheClient(node.url, token="bogus") as client, pytest.raises(errors.Unauthorized) as caught:
             client.list()
     assert caught.value.credentials == "token"
+
+
+def test_a_session_that_cannot_get_a_token_is_the_nodes_identity_failure() -> None:
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+
+    dead = "http://127.0.0.1:9/v3"  # discard port: nothing listens
+    broken = session.Session(auth=v3.Password(auth_url=dead, username="u", password="p", project_name="p",
+                                              user_domain_id="default", project_domain_id="default"))  # fmt: skip
+    with raw_node(glance_versions_then(lambda method, path: EMPTY)) as node:
+        with Cluster([node.url], session=broken, timeout=5) as cluster:
+            (result,) = cluster.list().results
+    assert isinstance(result.error, errors.IdentityFailure), result.error
+    assert "getting a token failed" in str(result.error)
