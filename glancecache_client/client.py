@@ -198,7 +198,7 @@ class CacheClient:
         if self._require(CACHE_API, "listing the nodes that cache an image") == _Mode.LEGACY:
             raise errors.UnsupportedFeature(self.endpoint, "listing the nodes that cache an image", CACHE_API)
         body = self._json("GET", f"{self._cache_base}/nodes/{image_id}", ok=(200,))
-        if not isinstance(body, list) or not all(isinstance(url, str) for url in body):
+        if not isinstance(body, list) or not all(isinstance(url, str) and url.isprintable() for url in body):
             raise self._invalid("GET", "/v2/cache/nodes", "expected a JSON list of node URLs")
         return [str(url) for url in body]
 
@@ -394,7 +394,7 @@ class CacheClient:
             explanation=errors.explanation_from_body(
                 response.content, response.headers.get("content-type", "")
             ),
-            request_id=response.headers.get("x-openstack-request-id"),
+            request_id=errors.printable(response.headers.get("x-openstack-request-id", "")) or None,
             method=response.request.method,
             path=_path(str(response.request.url)),
         )
@@ -409,7 +409,9 @@ class CacheClient:
             node=self.endpoint,
             status=response.status_code if response is not None else 200,
             explanation=what,
-            request_id=response.headers.get("x-openstack-request-id") if response is not None else None,
+            request_id=errors.printable(response.headers.get("x-openstack-request-id", "")) or None
+            if response is not None
+            else None,
             method=method,
             path=path,
         )

@@ -271,4 +271,9 @@ def explanation_from_body(body: bytes, content_type: str) -> str:
             lines = lines[1:]
         text = " ".join(lines)
     text = _TAG.sub(" ", text)
-    return " ".join(text.split())[:500]
+    return printable(" ".join(text.split()))[:500]
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters: what a node sends must not drive the user's terminal."""
+    return "".join(ch for ch in text if ch.isprintable())

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "ci",
     derandomize=True,  # the same examples every run: a failure in CI reproduces locally
+    database=None,  # nothing written into the checkout
     max_examples=60,
     deadline=None,  # real sockets on a shared 2-core machine: time per example varies, correctness does not
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

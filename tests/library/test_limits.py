@@ -63,10 +63,8 @@ def test_nonsense_timeouts_are_invalid_input(bad: object) -> None:
         client.wait_cached(IMAGE, timeout=bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("token", ["abc\r\nX-Injected: 1", "abc\n", "two words", "caf\u00e9", ""])
+@pytest.mark.parametrize("token", ["abc\r\nX-Injected: 1", "abc\n", "two words", "caf\u00e9"])
 def test_a_token_that_cannot_be_a_header_is_invalid_input(token: str) -> None:
-    if not token:
-        pytest.skip("an empty token means no token")
     with pytest.raises(errors.InvalidInput, match="token"):
         CacheClient("glance1", token=token)
 
