@@ -114,3 +114,17 @@ def test_a_key_without_its_certificate_is_a_usage_error(https_nodes: HTTPSNodes)
     assert_no_traceback(done)
     assert done.returncode == exitcodes.USAGE
     assert one_error_line(done.stderr) == "Error: --os-key needs --os-cert (the client certificate that key belongs to)"
+
+
+def test_a_clouds_yaml_cloud_gives_the_node_and_its_tls_files(https_nodes: HTTPSNodes, tmp_path: Path) -> None:
+    # auth_type none with auth.endpoint (as OSC users write a noauth cloud), and the cloud's cacert, cert and key.
+    certs = https_nodes.certs
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  lab:\n    auth_type: none\n"
+        f"    auth:\n      endpoint: {https_nodes.mtls_urls[0]}\n"
+        f"    cacert: {certs.ca}\n    cert: {certs.client_cert}\n    key: {certs.client_key}\n"
+    )
+    done = glance("--os-cloud", "lab", "cache-list", "-f", "json", env={"OS_CLIENT_CONFIG_FILE": str(clouds)})
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert isinstance(json.loads(done.stdout), list)
