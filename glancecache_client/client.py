@@ -394,7 +394,7 @@ class CacheClient:
             explanation=errors.explanation_from_body(
                 response.content, response.headers.get("content-type", "")
             ),
-            request_id=errors.printable(response.headers.get("x-openstack-request-id", "")) or None,
+            request_id=_request_id(response),
             method=response.request.method,
             path=_path(str(response.request.url)),
         )
@@ -409,9 +409,7 @@ class CacheClient:
             node=self.endpoint,
             status=response.status_code if response is not None else 200,
             explanation=what,
-            request_id=errors.printable(response.headers.get("x-openstack-request-id", "")) or None
-            if response is not None
-            else None,
+            request_id=_request_id(response) if response is not None else None,
             method=method,
             path=path,
         )
@@ -480,6 +478,10 @@ def _loads(content: bytes) -> object:
 def _shorten(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    return errors.printable(response.headers.get("x-openstack-request-id", "")) or None
 
 
 def _credentials(source: TokenSource) -> str:
