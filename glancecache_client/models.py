@@ -92,7 +92,7 @@ class CachedImage:
         if not isinstance(image_id, str) or not _printable(image_id):
             raise ValueError(f"cached image entry without a printable string image_id: {_short(dict(entry))}")
         checksum = entry.get("checksum")
-        if checksum is not None and not (isinstance(checksum, str) and _printable(checksum)):
+        if checksum not in (None, "") and not (isinstance(checksum, str) and _printable(checksum)):
             raise ValueError(f"checksum is not printable text: {_short(checksum)}")
         return cls(
             image_id=image_id,

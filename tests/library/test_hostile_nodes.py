@@ -137,7 +137,7 @@ def assert_typed_outcome(client: CacheClient, name: str) -> None:
             assert image.size >= 0 and image.hits >= 0 and image.image_id.isprintable()
 
 
-def mock_client(reply: Callable[[httpx.Request], httpx.Response], legacy_versions: bool = False) -> CacheClient:
+def mock_client(reply: Callable[[httpx.Request], httpx.Response]) -> CacheClient:
     return CacheClient("http://fuzz:9292", transport=httpx.MockTransport(reply), timeout=5)
 
 
