@@ -65,4 +65,3 @@ def exporter() -> NoReturn:
     from .exporter.cli import main
 
     main()
-    sys.exit(0)

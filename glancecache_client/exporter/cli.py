@@ -111,7 +111,7 @@ def exporter(ctx: click.Context, /, listen: tuple[str, int], scrape_timeout: flo
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        ctx.exit(130)
+        ctx.exit(130)  # 128 + SIGINT, as for glance
     finally:
         server.server_close()
         collector.close()
@@ -127,7 +127,18 @@ def main() -> None:
     handler.setFormatter(logging.Formatter("glancecache-exporter: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    exporter.main(prog_name="glancecache-exporter")
+    try:
+        code = exporter.main(prog_name="glancecache-exporter", standalone_mode=False)
+    except click.UsageError as exc:  # one line, as glance shows them, not click's three
+        message = " ".join(exc.format_message().split())
+        click.echo(f"Error: {message} (see 'glancecache-exporter --help')", err=True)
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:  # Ctrl-C before serving
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 exporter.params.extend(param for param in _glance().params if param.name != "version")
