@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from prometheus_client import CollectorRegistry
@@ -122,11 +122,12 @@ def _stop(signum: int, frame: object) -> None:
     sys.exit(0)  # SystemExit leaves serve_forever, and the finally block closes everything
 
 
-def main() -> None:
+def main() -> NoReturn:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("glancecache-exporter: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # (--debug gives the library logger a handler of its own)
     try:
         code = exporter.main(prog_name="glancecache-exporter", standalone_mode=False)
     except click.UsageError as exc:  # one line, as glance shows them, not click's three
