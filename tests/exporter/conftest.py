@@ -61,7 +61,7 @@ class Exporter:
 
 
 @contextmanager
-def running_exporter(*args: str) -> Iterator[Exporter]:
+def running_exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[Exporter]:
     """The exporter on a free loopback port, ready to scrape; stopped with SIGTERM (and checked to exit 0)."""
     port = free_port()
     process = subprocess.Popen(
@@ -69,7 +69,7 @@ def running_exporter(*args: str) -> Iterator[Exporter]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=clean_env(),
+        env=clean_env(env),
     )
     url = f"http://127.0.0.1:{port}"
     try:
