@@ -92,14 +92,15 @@ class CacheCollector(Collector):
         return NodeScrape(node, state, None, time.monotonic() - started)
 
     def _log_changes(self, scrapes: list[NodeScrape]) -> None:
-        for scrape in scrapes:
-            before = self._down.get(scrape.node)
-            if scrape.error is not None and scrape.error != before:
-                log.warning("%s is down: %s", scrape.node, scrape.error)
-                self._down[scrape.node] = scrape.error
-            elif scrape.error is None and before is not None:
-                log.warning("%s is up again", scrape.node)
-                del self._down[scrape.node]
+        with self._lock:  # (concurrent scrapes)
+            for scrape in scrapes:
+                before = self._down.get(scrape.node)
+                if scrape.error is not None and scrape.error != before:
+                    log.warning("%s is down: %s", scrape.node, scrape.error)
+                    self._down[scrape.node] = scrape.error
+                elif scrape.error is None and before is not None:
+                    log.warning("%s is up again", scrape.node)
+                    del self._down[scrape.node]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         scrapes = self.scrape()

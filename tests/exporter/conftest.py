@@ -46,6 +46,7 @@ class Exporter:
     process: subprocess.Popen[str]
     url: str
     nodes: list[str] = field(default_factory=list)  # the node labels, as given with -H
+    stderr: str = ""  # everything it logged, once it has stopped
 
     def scrape(self) -> tuple[Samples, float]:
         """Every sample of one /metrics scrape, parsed by prometheus-client's own parser, and its wall time."""
@@ -72,6 +73,7 @@ def running_exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[
         env=clean_env(env),
     )
     url = f"http://127.0.0.1:{port}"
+    running = Exporter(process, url)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -82,7 +84,7 @@ def running_exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the exporter did not start listening within 30 s"
                 time.sleep(0.05)
-        yield Exporter(process, url)
+        yield running
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -92,6 +94,7 @@ def running_exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[
             process.kill()
             process.communicate()
             raise AssertionError("the exporter did not stop within 10 s of SIGTERM") from None
+        running.stderr = stderr
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
 

@@ -3,12 +3,15 @@ cluster plus a dead node and a silent one: every value is checked against what t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 
 from glancecache_client import Cluster as Nodes
-from glancecache_client.server.runner import Cluster
+from glancecache_client.nodes import normalize_endpoint
+from glancecache_client.server.runner import Cluster, run_cluster
 
-from .conftest import SCRAPE_TIMEOUT, Exporter, Samples
+from .conftest import SCRAPE_TIMEOUT, Exporter, Samples, running_exporter
 
 DATA = b"export me " * 100
 
@@ -95,8 +98,6 @@ def test_an_image_that_leaves_a_cache_leaves_the_metrics(cluster: Cluster, expor
 
 
 def test_concurrent_scrapes_each_get_every_node(exporter: Exporter) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: exporter.scrape(), range(4)))
     for samples, elapsed in results:
@@ -108,3 +109,23 @@ def test_concurrent_scrapes_each_get_every_node(exporter: Exporter) -> None:
 def test_only_metrics_and_the_landing_page_are_served(exporter: Exporter) -> None:
     assert "/metrics" in httpx.get(exporter.url + "/", timeout=10).text
     assert httpx.get(exporter.url + "/nothing", timeout=10).status_code == 404
+
+
+def test_a_node_going_down_and_up_is_logged_once_each(tmp_path) -> None:
+    with run_cluster(nodes=1, auth="noauth", data_dir=tmp_path) as single:
+        node = normalize_endpoint(single.urls[0])
+        port = int(node.rsplit(":", 1)[1])
+        with running_exporter("-H", node, "--os-auth-type", "none", "--scrape-timeout", "1") as exporter:
+            samples, _ = exporter.scrape()
+            assert value(samples, "glance_cache_up", node=node) == 1
+            single.close()
+            for _ in range(3):
+                samples, _ = exporter.scrape()
+                assert value(samples, "glance_cache_up", node=node) == 0
+            with run_cluster(nodes=1, auth="noauth", data_dir=tmp_path / "again", port=port) as again:
+                assert normalize_endpoint(again.urls[0]) == node
+                samples, _ = exporter.scrape()
+                assert value(samples, "glance_cache_up", node=node) == 1
+    lines = exporter.stderr.splitlines()
+    assert sum(f"{node} is down: " in line for line in lines) == 1, exporter.stderr
+    assert sum(f"{node} is up again" in line for line in lines) == 1, exporter.stderr
