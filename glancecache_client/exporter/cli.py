@@ -3,7 +3,8 @@
 
 The node and identity options are ``glance``'s own (the click parameters of its group, and its group callback
 to turn them into ``Settings``), so ``-H``, ``--all-nodes``, ``OS_*`` and ``--os-cloud`` mean exactly what
-they mean there. ``_glance`` below is the only place that knows where those live.
+they mean there. ``_glance`` and ``_open_cluster`` below are the only code that knows where those live, so a
+refactoring of the ``glance`` command layer touches the exporter there alone.
 """
 
 from __future__ import annotations
