@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 SENDFILE_SLICE = 8 * 1024 * 1024
 BODY_BUFFER = 4 * 1024 * 1024  # request body bytes held for the app before reading from the socket pauses
 WRITE_BUFFER = 4 * 1024 * 1024  # response bytes queued for the socket before the app's thread waits
-MAX_HEAD = 64 * 1024  # request line and headers (waitress's limit was 256 KiB, Glance's eventlet 16 KiB a line)
+MAX_HEAD = 16 * 1024  # request line and headers: Glance's own max_header_line default (waitress allowed 256 KiB)
 FD_RESERVE = 64  # descriptors kept for files, databases and the listening socket when clamping the limit
 
 
