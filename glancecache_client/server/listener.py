@@ -46,7 +46,9 @@ from .config import ConfigError
 
 log = logging.getLogger(__name__)
 
-SENDFILE_SLICE = 8 * 1024 * 1024
+# sendfile(2) goes in slices sized to take about a second (1 MiB first, doubling up to 64 MiB), so a slow reader's
+# progress is seen between slices and only a stalled one meets the idle timeout.
+SENDFILE_SLICES = (256 * 1024, 64 * 1024 * 1024)
 BODY_BUFFER = 4 * 1024 * 1024  # request body bytes held for the app before reading from the socket pauses
 WRITE_BUFFER = 4 * 1024 * 1024  # response bytes queued for the socket before the app's thread waits
 MAX_HEAD = 16 * 1024  # request line and headers: Glance's own max_header_line default (waitress allowed 256 KiB)
@@ -225,7 +227,8 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         # Big image bodies go out in few large writes; the app's thread waits only beyond this much unsent.
-        transport.set_write_buffer_limits(high=WRITE_BUFFER, low=WRITE_BUFFER // 4)
+        # Resuming after 512 KiB drained lets the idle timeout see a slow reader's progress.
+        transport.set_write_buffer_limits(high=WRITE_BUFFER, low=WRITE_BUFFER - 512 * 1024)
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
         self.listener.admit(self)
@@ -362,23 +365,25 @@ class _Connection(asyncio.Protocol):
         return self.h11.send(h11.Response(status_code=int(code), headers=headers, reason=reason.encode("latin-1")))
 
     def send(self, flow: _Flow, head: tuple[str, list[tuple[str, str]]] | None, data: bytes, end: bool) -> None:
-        """Loop side of the app's writes: h11 frames them, the transport sends them."""
+        """Loop side of the app's writes: h11 frames them, the transport sends them; ``end`` finishes the answer."""
         with flow.cond:
             flow.queued -= len(data)
             flow.cond.notify_all()
         if flow.gone or self.transport is None or self.transport.is_closing():
             return
         try:
-            out = self.head(flow, *head) if head is not None else b""
+            pieces = [self.head(flow, *head)] if head is not None else []
             if data:
-                out += self.h11.send(h11.Data(data=data)) or b""
+                pieces += self.h11.send_with_data_passthrough(h11.Data(data=data)) or []
             if end:
-                out += self.h11.send(h11.EndOfMessage()) or b""
+                pieces.append(self.h11.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError as exc:
             log.error("Dropping a connection whose response broke HTTP framing: %s", exc)
             self.abort()
             return
-        self.write_now(out)
+        self.transport.writelines(pieces)
+        if end:
+            self.finish(flow)
 
     async def send_file(
         self, flow: _Flow, head: tuple[str, list[tuple[str, str]]], handle: BinaryIO, offset: int, count: int
@@ -393,12 +398,14 @@ class _Connection(asyncio.Protocol):
             if not isinstance(item, _FileSlice):
                 self.write_now(bytes(item))
                 continue
-            sent = 0
+            sent, step = 0, 1024 * 1024
             while sent < count:
                 if self.transport.is_closing():
                     raise ClientGone("the client closed the connection during a file download")
-                step = min(SENDFILE_SLICE, count - sent)
-                self.slice_task = asyncio.ensure_future(self.loop.sendfile(self.transport, handle, offset + sent, step))
+                started = time.monotonic()
+                self.slice_task = asyncio.ensure_future(
+                    self.loop.sendfile(self.transport, handle, offset + sent, min(step, count - sent))
+                )
                 try:
                     done = await self.slice_task
                 except (asyncio.CancelledError, ConnectionError, RuntimeError) as exc:
@@ -409,6 +416,9 @@ class _Connection(asyncio.Protocol):
                     raise ClientGone("the file could not be sent")
                 sent += done
                 self.since = time.monotonic()
+                took = self.since - started
+                smallest, largest = SENDFILE_SLICES
+                step = min(largest, step * 2) if took < 0.25 else max(smallest, step // 2) if took > 1 else step
         self.write_now(self.h11.send(h11.EndOfMessage()))
 
     def finish(self, flow: _Flow) -> None:
@@ -593,26 +603,36 @@ class Listener:
                     length = max(0, os.fstat(handle.fileno()).st_size - offset)
                 sending = conn.send_file(flow, response, handle, offset, length)
                 asyncio.run_coroutine_threadsafe(sending, self.loop).result()
-            else:
-                for chunk in result:
-                    if chunk:
-                        flow.wait_for_room()
-                        with flow.cond:
-                            flow.queued += len(chunk)
-                        self._call(conn.send, flow, None if head_sent else head(), chunk, False)
-                self._call(conn.send, flow, None if head_sent else head(), b"", True)
+                return
+            # One chunk is held back so that the last one goes with the end of the answer: a small answer
+            # costs the event loop one wake-up.
+            held = b""
+            for chunk in result:
+                if chunk:
+                    if held:
+                        self._push(conn, flow, None if head_sent else head(), held, end=False)
+                    held = chunk
+            closing, result = result, None
+            _close_body(closing, environ)
+            self._push(conn, flow, None if head_sent else head(), held, end=True)
         except ClientGone:
             pass
         except Exception:
             log.exception("Serving %s %s failed", environ["REQUEST_METHOD"], environ["PATH_INFO"])
             self._call(conn.abort)
         finally:
-            if result is not None and hasattr(result, "close"):
-                try:
-                    result.close()
-                except Exception:
-                    log.exception("Closing the response body of %s failed", environ["PATH_INFO"])
-            self._call(conn.finish, flow)
+            if result is not None:
+                _close_body(result, environ)
+                self._call(conn.finish, flow)
+
+    def _push(
+        self, conn: _Connection, flow: _Flow, head: tuple[str, list[tuple[str, str]]] | None, data: bytes, end: bool
+    ) -> None:
+        """Hand a piece of the answer to the event loop, once the socket has room for it."""
+        flow.wait_for_room()
+        with flow.cond:
+            flow.queued += len(data)
+        self._call(conn.send, flow, head, data, end)
 
     def _call(self, callback: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already closed: the listener stopped
@@ -629,6 +649,16 @@ def _verbatim_head(status: str, app_headers: list[tuple[str, str]]) -> tuple[str
     if not any(name.lower() == "date" for name, _ in headers):
         headers.append(("Date", formatdate(usegmt=True)))
     return status, headers
+
+
+def _close_body(body: Iterable[bytes], environ: dict[str, Any]) -> None:
+    """Close the app's answer (WSGI's close(): an aborted download aborts its cache fill, files close)."""
+    close = getattr(body, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("Closing the response body of %s failed", environ["PATH_INFO"])
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
