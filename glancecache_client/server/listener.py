@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any, BinaryIO
 from urllib.parse import unquote_to_bytes
 
@@ -241,7 +242,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.h11.receive_data(data)
         except h11.RemoteProtocolError as exc:
-            self.refuse(exc.error_status_hint, "Bad Request")
+            self.refuse(exc.error_status_hint)
             return
         self.process()
 
@@ -298,11 +299,12 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def refuse(self, status: int, reason: str) -> None:
+    def refuse(self, status: int) -> None:
         """Answer a short error and close (a malformed or too slow request head, no room for another connection)."""
         if self.transport is None or self.transport.is_closing():
             return
-        if self.h11.our_state is h11.IDLE:  # nothing of an answer sent yet on this connection
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # nothing of an answer sent yet
+            reason = HTTPStatus(status).phrase
             body = f"{status} {reason}\n".encode()
             head = (
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
@@ -318,13 +320,15 @@ class _Connection(asyncio.Protocol):
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
                 if self.flow is None:
-                    self.refuse(exc.error_status_hint, "Bad Request")
+                    self.refuse(exc.error_status_hint)
                 else:
                     self.abort()
                 return
             if event is h11.NEED_DATA:
                 if self.h11.they_are_waiting_for_100_continue and self.flow is not None:
-                    self.write_now(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+                    self.write_now(
+                        self.h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+                    )
                 return
             if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
                 if isinstance(event, h11.ConnectionClosed) and self.flow is None:
@@ -342,6 +346,10 @@ class _Connection(asyncio.Protocol):
 
     def start_request(self, request: h11.Request) -> None:
         assert self.transport is not None
+        # h11 bounds a head still arriving; one that came whole in a single read is measured here.
+        if len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers) > MAX_HEAD:
+            self.refuse(431)
+            return
         self.head_started = False
         self.since = time.monotonic()
         self.flow = _Flow(self.loop, self.resume_reading)
@@ -523,7 +531,7 @@ class Listener:
             for conn in list(self.connections):
                 if conn.waiting_on_client() and now > conn.deadline(limits):
                     if conn.flow is None and conn.head_started:
-                        conn.refuse(408, "Request Timeout")
+                        conn.refuse(408)
                     elif conn.flow is None:
                         conn.close()
                     else:
@@ -534,7 +542,7 @@ class Listener:
         if len(self.connections) >= self.connection_limit:
             victim = next((c for c in self.connections if c.flow is None), None)
             if victim is None:
-                conn.refuse(503, "Service Unavailable")
+                conn.refuse(503)
                 return
             self.connections.pop(victim, None)
             victim.abort()

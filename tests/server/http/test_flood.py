@@ -174,3 +174,23 @@ def test_connection_limit_closes_the_longest_idle_then_answers_503(server_factor
     finally:
         for sock in busy:
             sock.close()
+
+
+def test_malformed_and_oversized_request_heads(server_factory: type[Server]) -> None:
+    server = server_factory()
+
+    def answer(raw: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(raw)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        return received
+
+    assert answer(b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    big = b"GET /v2/cache HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    assert answer(big).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")  # sent at once
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:  # still arriving
+        sock.sendall(big[:-4])
+        assert sock.recv(65536).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert probe(server.port) is not None
