@@ -468,7 +468,10 @@ class Listener:
             )[0]
             self.sock = socket.create_server(address[:2], family=family, backlog=min(4096, self.connection_limit))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            # create_server adds "(while attempting to bind ...)" to the errno's text; the address is said already.
+            errno = exc.errno if not isinstance(exc, socket.gaierror) else None
+            reason = os.strerror(errno) if errno and errno > 0 else (exc.strerror or str(exc))
+            raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
         self.port: int = int(self.sock.getsockname()[1])
         self.loop = asyncio.new_event_loop()
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"http-{self.port}")
