@@ -245,6 +245,9 @@ class _Connection(asyncio.Protocol):
             self.refuse(exc.error_status_hint)
             return
         self.process()
+        if self.flow is not None and self.flow.eof and self.transport is not None:
+            # The next (pipelined) request waits in the socket, not in memory, until this one is answered.
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         with contextlib.suppress(h11.RemoteProtocolError):
@@ -357,6 +360,9 @@ class _Connection(asyncio.Protocol):
         self.listener.pool.submit(self.listener.run_app, self, environ, self.flow)
 
     def resume_reading(self) -> None:
+        """The app drained the body buffer: read on (unless the body is complete, see ``data_received``)."""
+        if self.flow is not None and self.flow.eof:
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -439,6 +445,7 @@ class _Connection(asyncio.Protocol):
             return
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
+            self.transport.resume_reading()
             self.process()  # a pipelined request may be waiting
             if self.flow is None and self.h11.trailing_data[0]:
                 self.head_started = True
@@ -543,7 +550,8 @@ class Listener:
     def admit(self, conn: _Connection) -> None:
         """Count a new connection; at the limit, close the longest-waiting connection that holds no request."""
         if len(self.connections) >= self.connection_limit:
-            victim = next((c for c in self.connections if c.flow is None), None)
+            waiting = (c for c in self.connections if c.flow is None)
+            victim = min(waiting, key=lambda c: c.since, default=None)
             if victim is None:
                 conn.refuse(503)
                 return
