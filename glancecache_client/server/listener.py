@@ -79,6 +79,7 @@ def raise_fd_limit() -> int:
     if soft != hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            log.info("Raised the open-file limit from %d to %d", soft, hard)
             soft = hard
         except (ValueError, OSError) as exc:
             log.warning("Could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
@@ -222,6 +223,7 @@ class _Connection(asyncio.Protocol):
         self.head_started = False
         self.peer: tuple[str, int] = ("", 0)
         self.slice_task: asyncio.Future[Any] | None = None
+        self.writing_paused = False  # the transport's own flag, carried over to the next request's flow
 
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -266,11 +268,13 @@ class _Connection(asyncio.Protocol):
             self.slice_task.cancel()
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.flow is not None:
             with self.flow.cond:
                 self.flow.writes_paused = True
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         self.since_progress()
         if self.flow is not None:
             with self.flow.cond:
@@ -356,6 +360,7 @@ class _Connection(asyncio.Protocol):
         self.head_started = False
         self.since = time.monotonic()
         self.flow = _Flow(self.loop, self.resume_reading)
+        self.flow.writes_paused = self.writing_paused
         environ = self.listener.environ(request, self.flow, self.peer)
         self.listener.pool.submit(self.listener.run_app, self, environ, self.flow)
 

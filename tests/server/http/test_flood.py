@@ -86,6 +86,7 @@ def server_factory(tmp_path: Path) -> Iterator[type[Server]]:
         server.stop()
 
 
+@pytest.mark.slow  # about 10 s: 10,000 connections opened, held and closed
 def test_answers_within_a_second_with_idle_and_slowloris_connections_held(server_factory: type[Server]) -> None:
     # The server inherits this process's raised limit; it raises its own soft limit to the hard one as well.
     limit = raise_nofile()
