@@ -3,8 +3,9 @@
 Owns: argument parsing (argparse; the server must not depend on the CLI's click), logging set-up,
 printing every node URL on stdout as soon as all nodes listen (one per line, flushed; in keystone
 mode the OS_AUTH_URL goes to stderr), and shutdown on SIGINT/SIGTERM with exit status 0.
-Bad configuration prints one line on stderr and exits 2. Heavy modules are imported only after the
-arguments are parsed, so ``--help`` and errors are instant.
+Bad configuration prints one line on stderr and exits 2. A node anyone on the network may administer
+(noauth or trusted beyond loopback) gets a two-line warning on stderr at start-up. Heavy modules are
+imported only after the arguments are parsed, so ``--help`` and errors are instant.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from .config import ConfigError, build_settings
+    from .config import ConfigError, build_settings, open_door_warnings
     from .listener import Limits
     from .runner import start_cluster
 
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     try:
         settings = build_settings(args.config_file, _overrides(args))
-        cluster = start_cluster(settings, _limits(args, Limits))
+        limits = _limits(args, Limits)
+        for line in open_door_warnings(settings):
+            print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+        cluster = start_cluster(settings, limits)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

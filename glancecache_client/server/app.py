@@ -56,7 +56,13 @@ LEGACY_RESOURCES: Resources = {
     "legacy_queued": {"GET": cache_api.legacy_list_queued, "DELETE": cache_api.legacy_delete_all_queued},
     "legacy_queued_entry": {"PUT": cache_api.legacy_queue, "DELETE": cache_api.legacy_delete_queued},
 }
-BODY_REJECTED = {("cache", "GET"), ("cache_nodes", "GET")}
+# Glance's body_reject routes: any body is a 400.
+BODY_REJECTED = {
+    ("cache", "GET"), ("cache_nodes", "GET"), ("image", "GET"), ("image", "DELETE"), ("image_file", "GET"),
+    ("image_deactivate", "POST"), ("image_reactivate", "POST"), ("schema", "GET"),
+}  # fmt: skip
+# Handlers that read (or, for the image list, ignore) the body themselves; every other route takes none.
+OWN_BODY = {("images", "GET"), ("images", "POST"), ("image_file", "PUT")}
 
 # (path, resource) pairs; werkzeug Rules are bound to one Map, so each app builds its own.
 _IMAGE_PATHS = [
@@ -150,7 +156,7 @@ class GlanceApp:
             wrapper = environ.get("wsgi.file_wrapper")
             if wrapper is not None:
                 body.handle.seek(body.offset)
-                # waitress sends exactly Content-Length bytes from the current position, then closes it.
+                # The listener sends exactly Content-Length bytes from the current position, then closes it.
                 return wrapper(body.handle, 1024 * 1024)  # type: ignore[no-any-return]
             return _ClosingIterator(iter(body), body.close)
         if isinstance(reply.body, bytes):
@@ -205,9 +211,12 @@ class GlanceApp:
             raise HTTPError(404, NOT_FOUND_TEXT) from None
         handlers = self.resources[str(resource)]
         handler = handlers.get(req.method)
+        if handler is None and str(resource).startswith("legacy_"):
+            raise HTTPError(404, NOT_FOUND_TEXT)
+        if (str(resource), req.method) not in OWN_BODY:
+            # Before the handler (and before a 405), as Glance's deserializer runs first.
+            req.expect_no_body(rejected=(str(resource), req.method) in BODY_REJECTED, handled=handler is not None)
         if handler is None:
-            if str(resource).startswith("legacy_"):
-                raise HTTPError(404, NOT_FOUND_TEXT)
             allow = ", ".join(handlers)
             return error_reply(
                 405,
@@ -216,8 +225,6 @@ class GlanceApp:
                 router_tail=True,
                 extra_headers=[("Allow", allow)],
             )
-        if (str(resource), req.method) in BODY_REJECTED and req.has_body():
-            raise HTTPError(400, "A body is not expected with this request.")
         return handler(req, **args)
 
 

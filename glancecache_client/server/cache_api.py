@@ -9,8 +9,9 @@ Owns: each handler's order of checks, which is part of the contract (spec §1.3)
 - ``DELETE /v2/cache/{id}``: 404 only when the id is neither a visible image nor in this node's cache or
   queue, then policy, then disabled.
 
-Deliberate difference from Glance 33: a body on ``PUT /v2/cache/{id}`` or ``POST /v2/cache/prune`` is
-ignored (Glance answers 500, a bug), as the POST routes already do for clean.
+A request body is checked before any handler runs (``ApiRequest.expect_no_body``, as Glance's
+deserializer): malformed JSON or a scalar is Glance's 400; a well-formed JSON body, which Glance passes to
+a handler that takes none and so answers 500, is a 400 "A body is not expected with this request." here.
 """
 
 from __future__ import annotations

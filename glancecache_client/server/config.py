@@ -4,16 +4,19 @@ Owns: ``ServerSettings`` (every knob of ``run_cluster`` and ``glancecache-server
 clear line per mistake (``ConfigError``) and ``--config-file`` parsing. Precedence: built-in defaults,
 then the config file, then command-line options.
 
-Options read from the file:
-``[DEFAULT]`` ``image_cache_dir``, ``image_cache_driver``, ``image_cache_max_size``,
-``image_cache_stall_time``, ``worker_self_reference_url``, ``bind_host``, ``bind_port``;
-``[database]`` ``connection`` (the shared registry); ``[oslo_policy]`` ``policy_file``.
+Options read from the file, as Glance 33 reads them:
+``[DEFAULT]`` ``image_cache_dir`` (absent or empty: the cache is off), ``image_cache_driver`` (any letter
+case), ``image_cache_sqlite_db`` (the sqlite driver's database, relative to the cache directory),
+``image_cache_max_size``, ``image_cache_stall_time``, ``worker_self_reference_url`` (required with the
+centralized_db driver when the cache is on, as Glance requires it at start-up), ``bind_host``,
+``bind_port``; ``[database]`` ``connection`` (the shared registry); ``[oslo_policy]`` ``policy_file``.
 """
 
 from __future__ import annotations
 
 import configparser
 import dataclasses
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,12 @@ AUTH_MODES = ("noauth", "trusted", "keystone")
 CACHE_DRIVERS = ("centralized_db", "sqlite")
 DEFAULT_MAX_SIZE = 10 * 1024**3  # Glance's image_cache_max_size default (10 GiB)
 DEFAULT_STALL_TIME = 86400  # Glance's image_cache_stall_time default (one day)
+DEFAULT_SQLITE_DB = "cache.db"  # Glance's image_cache_sqlite_db default
+# Glance 33's start-up error (glance/sqlite_migration.py), word for word.
+NEEDS_SELF_REFERENCE_URL = (
+    "'worker_self_reference_url' needs to be set if `centralized_db` is defined as cache driver "
+    "for image_cache_driver config option."
+)
 
 
 class ConfigError(ValueError):
@@ -41,6 +50,7 @@ class ServerSettings:
     cache_driver: str = "centralized_db"
     cache_enabled: bool = True
     cache_dir: Path | None = None
+    sqlite_db: str = DEFAULT_SQLITE_DB
     max_size: int = DEFAULT_MAX_SIZE
     stall_time: int = DEFAULT_STALL_TIME
     self_reference_url: str | None = None
@@ -64,6 +74,7 @@ class ServerSettings:
             raise ConfigError(f"{self.nodes} consecutive ports from {self.port} do not fit below 65536")
         if self.auth not in AUTH_MODES:
             raise ConfigError(f"unknown auth mode {self.auth!r}; choose one of {', '.join(AUTH_MODES)}")
+        self.cache_driver = self.cache_driver.strip().lower()  # oslo.config's ignore_case=True
         if self.cache_driver == "xattr":
             raise ConfigError(
                 "image_cache_driver 'xattr' is not supported by this server; use centralized_db or sqlite"
@@ -72,6 +83,8 @@ class ServerSettings:
             raise ConfigError(
                 f"unknown image_cache_driver {self.cache_driver!r}; choose one of {', '.join(CACHE_DRIVERS)}"
             )
+        if not self.sqlite_db.strip():
+            raise ConfigError("image_cache_sqlite_db must name a file")
         if self.max_size < 0:
             raise ConfigError(f"image_cache_max_size must be 0 or more bytes, got {self.max_size}")
         if self.stall_time < 0:
@@ -89,6 +102,36 @@ class ServerSettings:
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{label} {path} does not exist")
         return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses; a host name other than localhost counts as open."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def open_door_warnings(settings: ServerSettings) -> list[str]:
+    """The start-up warning (at most two lines) for a node anyone on the network may administer: noauth
+    (every caller is admin) or trusted (callers name their own roles) on a non-loopback address."""
+    if settings.auth == "keystone":
+        return []
+    exposed = [settings.bind] if not is_loopback(settings.bind) else []
+    if settings.cache_admin_bind is not None:
+        admin_host = parse_host_port(settings.cache_admin_bind, "--cache-admin-bind")[0]
+        if not is_loopback(admin_host):
+            exposed.append(settings.cache_admin_bind)
+    if not exposed:
+        return []
+    who = "every caller is admin" if settings.auth == "noauth" else "any caller may claim admin in X-Roles"
+    return [
+        f"WARNING: --auth {settings.auth} listening on {', '.join(exposed)}: {who}; anyone who can reach it "
+        "may delete images and clear caches.",
+        "WARNING: bind to 127.0.0.1, or use --auth keystone, unless this network is closed to everyone else.",
+    ]
 
 
 def parse_host_port(text: str, label: str) -> tuple[str, int]:
@@ -120,10 +163,14 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not a valid INI file: {first}") from None
     defaults = parser.defaults()
     found: dict[str, Any] = {}
-    if "image_cache_dir" in defaults and defaults["image_cache_dir"].strip():
+    if defaults.get("image_cache_dir", "").strip():
         found["cache_dir"] = Path(defaults["image_cache_dir"].strip())
+    else:
+        found["cache_enabled"] = False  # Glance runs without a cache when image_cache_dir is unset
     if "image_cache_driver" in defaults:
         found["cache_driver"] = defaults["image_cache_driver"].strip()
+    if defaults.get("image_cache_sqlite_db", "").strip():
+        found["sqlite_db"] = defaults["image_cache_sqlite_db"].strip()
     if "image_cache_max_size" in defaults:
         found["max_size"] = _int_option(defaults["image_cache_max_size"], "image_cache_max_size")
     if "image_cache_stall_time" in defaults:
@@ -157,4 +204,14 @@ def build_settings(config_file: Path | str | None = None, overrides: Mapping[str
         if key not in known:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = value
-    return ServerSettings(**values).validate()
+    settings = ServerSettings(**values).validate()
+    # A glance-api.conf describes one Glance node; with --nodes above 1 each node references itself.
+    if (
+        config_file is not None
+        and settings.cache_enabled
+        and settings.cache_driver == "centralized_db"
+        and settings.self_reference_url is None
+        and settings.nodes == 1
+    ):
+        raise ConfigError(NEEDS_SELF_REFERENCE_URL)
+    return settings

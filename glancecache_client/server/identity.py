@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import threading
 import time
 import uuid
@@ -45,6 +46,9 @@ _ID_NAMESPACE = uuid.UUID("5f0e4d4c-8a0b-4c55-9f56-2f1b6c2a7d11")
 IDENTITY_VERSION = "v3.14"
 IDENTITY_UPDATED = "2020-04-07T00:00:00Z"
 # Keystone's ApplicationCredentialAuthError text for a request that names a scope.
+AUTH_METHODS = ("password", "token", "application_credential")
+# Tokens are 64 hex digits; the pattern is a little wider so a foreign-looking id is simply unknown.
+_TOKEN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 APP_CRED_SCOPE_REFUSED = (
     "Error authenticating with application credential: Application credentials cannot request a scope."
 )
@@ -325,8 +329,8 @@ class IdentityService:
         return token
 
     def lookup(self, token_id: str) -> Token | None:
-        if not token_id or len(token_id) > 64:
-            return None
+        if not _TOKEN_ID.fullmatch(token_id):
+            return None  # never a token of ours; and a NUL or lone surrogate must not reach the database
         now = time.time()
         with self._lock:
             recent = self._recent.get(token_id)
@@ -354,6 +358,8 @@ class IdentityService:
         return token
 
     def revoke(self, token_id: str) -> bool:
+        if not _TOKEN_ID.fullmatch(token_id):
+            return False
         with self._lock:
             self._recent.pop(token_id, None)
         with self.db.begin() as conn:
@@ -445,31 +451,37 @@ class IdentityService:
 
     def _create_token(self, environ: dict[str, Any]) -> Reply:
         body = _read_json(environ)
-        auth = body.get("auth") if isinstance(body, dict) else None
-        identity = auth.get("identity") if isinstance(auth, dict) else None
-        methods = identity.get("methods") if isinstance(identity, dict) else None
-        if not isinstance(identity, dict) or not isinstance(methods, list) or not methods:
-            raise IdentityError(400, "Expecting to find identity in auth.")
+        auth = _object(body.get("auth") if isinstance(body, dict) else None, "auth")
+        identity = _object(auth.get("identity"), "auth/identity")
+        methods = identity.get("methods")
+        if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+            raise IdentityError(400, "Invalid input for field 'identity/methods': expected a list of method names.")
+        unsupported = [m for m in methods if m not in AUTH_METHODS]
+        if unsupported:
+            raise IdentityError(401, f"Unsupported authentication method: {unsupported[0]}")
+        for method in methods:
+            _object(identity.get(method), f"identity/{method}")
+        if auth.get("scope") not in (None, "unscoped"):
+            _object(auth["scope"], "auth/scope")
         user: User | None = None
         credential: ApplicationCredential | None = None
         if "application_credential" in methods:
             # Keystone refuses any scope before it even checks the secret: the credential carries its own.
-            if isinstance(auth, dict) and "scope" in auth:
+            if "scope" in auth:
                 raise IdentityError(401, APP_CRED_SCOPE_REFUSED)
-            user, credential = self._authenticate_application_credential(identity.get("application_credential"))
+            user, credential = self._authenticate_application_credential(identity["application_credential"])
         elif "password" in methods:
-            spec = (identity.get("password") or {}).get("user")
+            spec = identity["password"].get("user")
             if not isinstance(spec, dict) or not isinstance(spec.get("password"), str):
                 raise IdentityError(400, "Expecting to find user in password.")
             if "id" in spec:
                 user = self._user_by_id(str(spec["id"]))
             elif isinstance(spec.get("name"), str):
                 user = self._find_user(spec["name"], self._domain_name(spec.get("domain")))
-            if user is None or user.password != spec["password"]:
+            if user is None or not _same_secret(user.password, spec["password"]):
                 raise IdentityError(401, "The request you have made requires authentication.")
-        elif "token" in methods:
-            spec = identity.get("token") or {}
-            previous = self.lookup(str(spec.get("id", ""))) if isinstance(spec, dict) else None
+        else:  # "token": the only method left
+            previous = self.lookup(str(identity["token"].get("id", "")))
             if previous is None:
                 raise IdentityError(401, "The request you have made requires authentication.")
             user = self._find_user(previous.user_name, previous.domain_name)
@@ -483,15 +495,11 @@ class IdentityService:
                 found = self._credential_by_id(previous.application_credential_id)
                 if found is None:
                     raise IdentityError(401, "The request you have made requires authentication.")
-                if isinstance(auth, dict) and "scope" in auth:
+                if "scope" in auth:
                     raise IdentityError(401, APP_CRED_SCOPE_REFUSED)
                 credential = found[1]
-        else:
-            raise IdentityError(401, f"Unsupported authentication method: {methods[0]}")
-        project_name = (
-            self._scoped_project(auth.get("scope"), user) if isinstance(auth, dict) and credential is None else None
-        )
-        token = self.issue(user, project_name, tuple(str(m) for m in methods), credential)
+        project_name = self._scoped_project(auth.get("scope"), user) if credential is None else None
+        token = self.issue(user, project_name, tuple(dict.fromkeys(methods)), credential)
         return _json(201, self._token_body(token), [("X-Subject-Token", token.id)])
 
     def _authenticate_application_credential(self, spec: object) -> tuple[User, ApplicationCredential]:
@@ -512,13 +520,8 @@ class IdentityService:
         else:
             raise IdentityError(400, "Expecting to find id or name in application credential.")
         secret = spec.get("secret")
-        # One answer for an unknown credential and a wrong secret, as Keystone gives. (Bytes: compare_digest
-        # refuses non-ASCII str.)
-        if (
-            found is None
-            or not isinstance(secret, str)
-            or not hmac.compare_digest(found[1].secret.encode(), secret.encode())
-        ):
+        # One answer for an unknown credential and a wrong secret, as Keystone gives.
+        if found is None or not isinstance(secret, str) or not _same_secret(found[1].secret, secret):
             raise IdentityError(401, "The request you have made requires authentication.")
         return found
 
@@ -631,6 +634,18 @@ def _host_url(environ: Mapping[str, Any]) -> str:
     return f"{scheme}://{host}"
 
 
+def _object(value: object, field: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object; otherwise Keystone's schema-validation 400."""
+    if not isinstance(value, dict):
+        raise IdentityError(400, f"Invalid input for field '{field}': expected an object.")
+    return value
+
+
+def _same_secret(expected: str, given: str) -> bool:
+    """Constant-time comparison; surrogatepass because JSON may carry lone surrogates."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
 def _read_json(environ: dict[str, Any]) -> Any:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -642,7 +657,7 @@ def _read_json(environ: dict[str, Any]) -> Any:
     raw = stream.read(length) if stream is not None and length > 0 else b""
     try:
         return json.loads(raw or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise IdentityError(400, "Malformed JSON in request body.") from None
 
 

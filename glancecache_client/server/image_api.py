@@ -224,7 +224,7 @@ def list_images(req: ApiRequest) -> Reply:
 
 
 def upload_image(req: ApiRequest, image_id: str) -> Reply:
-    from .store import ImageConflict, ImageNotFound
+    from .store import ImageConflict, ImageNotFound, StorageFull
 
     image = _lookup(req, image_id)
     req.node.policy.enforce("upload_image", req.ctx.credentials)
@@ -239,6 +239,10 @@ def upload_image(req: ApiRequest, image_id: str) -> Reply:
         raise HTTPError(409, "Image status transition from saving to saving is not allowed") from None
     except ImageNotFound:
         raise _not_found(image_id) from None
+    except StorageFull as exc:
+        # Glance 33's answer, word for word; the image is back to queued and can be uploaded again.
+        log.warning("Upload of image %s failed: the image store is out of space", image_id)
+        raise HTTPError(413, f"Image storage media is full: {exc}") from None
     return empty_reply(204)
 
 

@@ -1,7 +1,7 @@
 """What a handler sees: the node it runs on (``Node``) and the request being served (``ApiRequest``).
 
-Owns: reading request headers, query and body the way Glance does (``has_body`` = a Content-Length
-above zero or a chunked body; JSON bodies parsed with Glance's 400 message), the caller's view of an
+Owns: reading request headers, query and body the way Glance does (``has_body``, the JSON
+deserializer's three 400s, and the body check of routes whose handler takes no body), the caller's view of an
 image (visibility rules of Glance's image repository) and the per-node services a handler uses.
 """
 
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 UPLOAD_CHUNK = 1024 * 1024
 MAX_JSON_BODY = 1024 * 1024  # image metadata is small; refuse to buffer more than this
+# WebOb's transfer codings that make Glance read a body without a Content-Length.
+TRANSFER_CODINGS = frozenset({"chunked", "compress", "deflate", "gzip", "identity"})
+MALFORMED_JSON = "Malformed JSON in request body."
+BODY_NOT_EXPECTED = "A body is not expected with this request."
 
 
 @dataclass
@@ -87,10 +91,13 @@ class ApiRequest:
             raise HTTPError(400, "Invalid Content-Length header.") from None
 
     def has_body(self) -> bool:
+        """Glance's ``JSONRequestDeserializer.has_body``: a transfer coding counts only on POST, PUT and
+        PATCH; otherwise a Content-Length above zero."""
+        coding = (self.header("Transfer-Encoding") or "").strip().lower()
+        if coding in TRANSFER_CODINGS and self.method in ("POST", "PUT", "PATCH"):
+            return True
         length = self.content_length()
-        if length is not None:
-            return length > 0
-        return "chunked" in (self.header("Transfer-Encoding") or "").lower()
+        return length is not None and length > 0
 
     def iter_body(self, chunk_size: int = UPLOAD_CHUNK) -> Iterator[bytes]:
         """Stream the request body (Content-Length bounded, or to EOF for chunked input)."""
@@ -106,19 +113,51 @@ class ApiRequest:
             yield chunk
 
     def read_json(self) -> Any:
+        """The body as Glance's JSON deserializer reads it: 400 "Body expected in request." without one,
+        "Malformed JSON in request body." for bytes that are not UTF-8 JSON, and "Unexpected body type.
+        Expected list/dict." for a bare scalar; a dict or a list otherwise."""
+        if not self.has_body():
+            raise HTTPError(400, "Body expected in request.")
+        return self._decode_json(self._read_limited())
+
+    def expect_no_body(self, *, rejected: bool, handled: bool = True) -> None:
+        """The body check of Glance's ``wsgi.Resource`` for a route whose handler takes no body.
+
+        ``rejected`` (``body_reject`` in Glance's router): any body is a 400 "A body is not expected with
+        this request.". Otherwise the JSON deserializer runs first (400 for malformed JSON or a scalar, as
+        in Glance), and a well-formed body then gets the same 400 where Glance hands it to a handler that
+        takes none and answers 500. With ``handled=False`` (the method is not allowed: a 405 follows) a
+        well-formed body passes, as it does in Glance.
+        """
+        if not self.has_body():
+            return
+        if rejected:
+            raise HTTPError(400, BODY_NOT_EXPECTED)
+        self._decode_json(self._read_limited())
+        if handled:
+            raise HTTPError(400, BODY_NOT_EXPECTED)
+
+    def _read_limited(self) -> bytes:
         length = self.content_length()
         if length is not None and length > MAX_JSON_BODY:
             raise HTTPError(413, f"Request body of {length} bytes is larger than {MAX_JSON_BODY} bytes.")
         raw = b""
-        if self.has_body():
-            for chunk in self.iter_body():
-                raw += chunk
-                if len(raw) > MAX_JSON_BODY:
-                    raise HTTPError(413, f"Request body is larger than {MAX_JSON_BODY} bytes.")
+        for chunk in self.iter_body():
+            raw += chunk
+            if len(raw) > MAX_JSON_BODY:
+                raise HTTPError(413, f"Request body is larger than {MAX_JSON_BODY} bytes.")
+        return raw
+
+    @staticmethod
+    def _decode_json(raw: bytes) -> Any:
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise HTTPError(400, "Malformed JSON in request body.") from None
+            # Strict UTF-8 first, as oslo's jsonutils does: a byte-order mark is malformed JSON.
+            value = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            raise HTTPError(400, MALFORMED_JSON) from None
+        if not isinstance(value, (dict, list)):
+            raise HTTPError(400, "Unexpected body type. Expected list/dict.")
+        return value
 
     def visible_image(self, image_id: str) -> Image | None:
         """The image as the caller may see it: admins see all, others their own and public/community."""

@@ -205,7 +205,7 @@ def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls:
             if settings.cache_driver == "centralized_db":
                 registry = CacheRegistry.centralized(cluster.db, self_url)
             else:
-                registry = CacheRegistry.per_node_sqlite(cache_dir / "cache.db", self_url)
+                registry = CacheRegistry.per_node_sqlite(cache_dir / settings.sqlite_db, self_url)
             engine = CacheEngine(
                 node_url=self_url,
                 cache_dir=cache_dir,

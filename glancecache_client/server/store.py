@@ -10,8 +10,9 @@ Public API (used by app.py and engine.py):
   ``set_status``, ``delete``.
 - ``is_image_id(text)``: True for a canonical 36-character UUID; every path built from an image id is
   built only after this check, so no id can escape a directory.
-- Errors: ``ImageConflict`` (create with an id that exists, upload when the image is not ``queued``) and
-  ``ImageNotFound`` (upload / set_status / delete of an unknown id).
+- Errors: ``ImageConflict`` (create with an id that exists, upload when the image is not ``queued``),
+  ``ImageNotFound`` (upload / set_status / delete of an unknown id) and ``StorageFull`` (an upload that
+  ran out of disk space: ENOSPC, EFBIG or EDQUOT).
 
 Uploads stream to a private temporary file next to the final one while computing the size, the MD5
 ``checksum`` and the SHA-512 ``os_hash_value`` (a ``DigestingWriter``); the file is fsynced and renamed
@@ -22,6 +23,7 @@ upload removes the temporary file and puts the image back to ``queued``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -44,6 +46,7 @@ __all__ = [
     "ImageConflict",
     "ImageNotFound",
     "ImageStore",
+    "StorageFull",
     "is_image_id",
 ]
 
@@ -61,6 +64,17 @@ class ImageConflict(Exception):
 
 class ImageNotFound(LookupError):
     """No image has this id (or the id is not a UUID)."""
+
+
+class StorageFull(Exception):
+    """The image data did not fit on the store's disk (or quota); the upload left nothing behind."""
+
+    def __str__(self) -> str:
+        return "There is not enough disk space on the image storage media."
+
+
+# errno values that mean "no room" (glance_store maps ENOSPC and EFBIG; a quota is no room either).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 def is_image_id(text: str) -> bool:
@@ -245,8 +259,9 @@ class ImageStore:
         """Store the image's data: ``queued -> saving -> active``.
 
         Raises ImageNotFound for an unknown id, ImageConflict unless the image is ``queued`` (so two
-        concurrent uploads cannot both win). Whatever ``chunks`` raises is re-raised after the temporary
-        file is removed and the image is back to ``queued``.
+        concurrent uploads cannot both win), StorageFull when the disk has no room for the data. Whatever
+        ``chunks`` raises is re-raised; either way the temporary file is removed first and the image is
+        back to ``queued``.
         """
         if not is_image_id(image_id):
             raise ImageNotFound(image_id)
@@ -274,11 +289,13 @@ class ImageStore:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temp, final)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             with contextlib.suppress(ImageNotFound):
                 self._update(image_id, status="queued")
+            if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+                raise StorageFull() from exc
             raise
         try:
             self._update(

@@ -8,7 +8,8 @@ endpoint reaches one arbitrary node.
 
 Failures never stop the other nodes or images: each is printed on stderr as one line naming the node, the image,
 the HTTP status and the server's explanation, whatever succeeded is still printed, and the command then exits 1
-with a count such as "Failed to queue 1 of 3 images".
+with a count such as "Failed to queue 1 of 3 images". When nothing succeeded and every failure was a refused login
+or permission (HTTP 401/403), the failure lines are all it prints and it exits 3, as the ``glance`` CLI does.
 """
 
 from __future__ import annotations
@@ -40,6 +41,23 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# The `glance` CLI's exit status for a refused login or permission, so scripts branch alike on both commands.
+AUTH_REFUSED = 3
+
+
+class _Refused(Exception):
+    """Nothing succeeded and every failure was a 401/403 (already reported): exit AUTH_REFUSED."""
+
+
+def _all_refused(result: ClusterResult[Any]) -> bool:
+    """Whether the failures of ``result`` (if any) are all refused logins or permissions."""
+    found = result.errors
+    return bool(found) and all(isinstance(r.error, (errors.Unauthorized, errors.Forbidden)) for r in found)
+
+
+def _refused_everywhere(result: ClusterResult[Any]) -> bool:
+    return len(result.errors) == len(result) and _all_refused(result)
 
 
 # -- shared plumbing ----------------------------------------------------------------------------------------
@@ -182,7 +200,10 @@ class _FanOutLister(_CacheCommandMixin, lister.Lister):
 
     def run(self, parsed_args: argparse.Namespace) -> int:
         self._failure = None
-        status = super().run(parsed_args)
+        try:
+            status = super().run(parsed_args)
+        except _Refused:
+            return AUTH_REFUSED
         if self._failure:
             raise exceptions.CommandError(self._failure)
         return status
@@ -200,6 +221,8 @@ class _FanOutLister(_CacheCommandMixin, lister.Lister):
         failed = self._report(what, result)
         if failed == total:
             # Nothing to show: fail before cliff prints an empty table (or "[]" to a pipeline).
+            if _refused_everywhere(result):
+                raise _Refused
             raise exceptions.CommandError(_count("node", failed, total, what))
         if failed:
             self._failure = _count("node", failed, total, what)
@@ -222,7 +245,17 @@ class ListCache(_FanOutLister):
         return self._output(cache_table(states, with_node=with_node))
 
 
-class _PerImageCommand(_CacheCommandMixin, command.Command):
+class _CacheCommand(_CacheCommandMixin, command.Command):
+    """A command that prints no table; it exits AUTH_REFUSED when it raises _Refused."""
+
+    def run(self, parsed_args: argparse.Namespace) -> int:
+        try:
+            return int(super().run(parsed_args))
+        except _Refused:
+            return AUTH_REFUSED
+
+
+class _PerImageCommand(_CacheCommand):
     """Queue or delete: one request per image per node, carrying on past failures."""
 
     verb = ""
@@ -234,10 +267,14 @@ class _PerImageCommand(_CacheCommandMixin, command.Command):
         return result.ok
 
     def _each_image(self, parsed_args: argparse.Namespace, cluster: Cluster) -> tuple[list[str], int]:
-        """Act on every image; return the ids that succeeded everywhere and how many images failed."""
+        """Act on every image; return the ids that succeeded everywhere and how many images failed.
+
+        Raises _Refused when nothing succeeded and every failure was a 401/403.
+        """
         arguments: list[str] = list(parsed_args.images)
         resolved = self._image_ids(cluster, arguments, f"{self.verb} image")
         failed = len(arguments) - len(resolved)
+        refused_only = not failed  # a name that could not be looked up is not a refusal
         done: list[str] = []
         for _argument, image_id in resolved:
             result = self._act(cluster, image_id)
@@ -245,8 +282,11 @@ class _PerImageCommand(_CacheCommandMixin, command.Command):
                 done.append(image_id)
                 continue
             failed += 1
+            refused_only = refused_only and _all_refused(result)
             for node_result in result.errors:
                 self._stderr(_failure_line(f"{self.verb} image {image_id}", node_result))
+        if failed and refused_only and not done:
+            raise _Refused
         return done, failed
 
 
@@ -349,7 +389,7 @@ class ClearCache(_FanOutLister):
         return self._output(clear_table(results, with_node=with_node))
 
 
-class CleanCache(_CacheCommandMixin, command.Command):
+class CleanCache(_CacheCommand):
     """Remove invalid and stalled files from the cache of Glance API nodes (Image API 2.18)"""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
@@ -362,6 +402,8 @@ class CleanCache(_CacheCommandMixin, command.Command):
             result = cluster.clean()
             total = len(cluster.endpoints)
         failed = self._report("clean the cache", result)
+        if _refused_everywhere(result):
+            raise _Refused
         if failed:
             raise exceptions.CommandError(_count("node", failed, total, "clean the cache"))
 
@@ -401,6 +443,8 @@ class ListCacheNodes(_FanOutLister):
             total = len(cluster.endpoints)
         what = f"list the nodes caching image {image_id}"
         failed = self._report(what, result)
+        if _refused_everywhere(result):
+            raise _Refused
         if failed:
             self._failure = _count("node", failed, total, what)
         # Several nodes read the same registry; show each node URL once, in the order first seen.

@@ -155,7 +155,7 @@ def test_list_prints_healthy_nodes_then_fails_naming_the_forbidden_one(harness: 
 
 def test_list_prints_no_rows_when_every_node_failed(harness: Harness) -> None:
     harness.node(NODE_A).on("GET", "/v2/cache", FORBIDDEN)
-    harness.node(NODE_B).on("GET", "/v2/cache", FORBIDDEN)
+    harness.node(NODE_B).on("GET", "/v2/cache", reply(500, {"message": "boom"}))
     cmd = harness.command(cache.ListCache)
     parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
 
@@ -164,6 +164,20 @@ def test_list_prints_no_rows_when_every_node_failed(harness: Harness) -> None:
 
     assert harness.app.stdout.getvalue() == ""
     assert len(harness.stderr_lines) == 2
+
+
+def test_every_node_refusing_exits_3_with_only_the_refusals(harness: Harness) -> None:
+    harness.node(NODE_A).on("GET", "/v2/cache", FORBIDDEN)
+    harness.node(NODE_B).on("GET", "/v2/cache", reply(401, {"message": "The request requires authentication."}))
+    cmd = harness.command(cache.ListCache)
+    parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
+
+    assert cmd.run(parsed) == cache.AUTH_REFUSED == 3
+    assert harness.app.stdout.getvalue() == ""
+    assert [line.split(": ")[:2] for line in harness.stderr_lines] == [
+        [f"Failed to list the cache on {NODE_A}", "HTTP 403 for GET /v2/cache"],
+        [f"Failed to list the cache on {NODE_B}", "HTTP 401 for GET /v2/cache"],
+    ]
 
 
 def test_bad_host_is_one_clear_command_error(harness: Harness) -> None:
@@ -211,6 +225,19 @@ def test_queue_goes_on_past_a_failing_image_and_counts_it(harness: Harness) -> N
     assert line == (
         f"Failed to queue image {OTHER} on {NODE_A}: HTTP 404 for PUT /v2/cache/{OTHER}: Image {OTHER} not found."
     )
+
+
+def test_queue_refused_for_every_image_exits_3_but_a_partial_refusal_exits_1(harness: Harness) -> None:
+    node = harness.node(NODE_A)
+    node.on("PUT", f"/v2/cache/{IMAGE}", FORBIDDEN)
+    node.on("PUT", f"/v2/cache/{OTHER}", FORBIDDEN)
+    node.on("PUT", f"/v2/cache/{THIRD}", reply(202))
+    cmd = harness.command(cache.QueueCache)
+
+    assert cmd.run(check_parser(cmd, [IMAGE, OTHER, "--host", "node-a"], [])) == 3
+    assert len(harness.stderr_lines) == 2
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to queue 1 of 2 images$"):
+        cmd.run(check_parser(cmd, [IMAGE, THIRD, "--host", "node-a"], []))
 
 
 def test_queue_on_several_nodes_and_wait_until_cached(harness: Harness) -> None:
