@@ -49,9 +49,17 @@ class NoAuth:
 
 
 class StaticToken:
-    """A token obtained elsewhere; it cannot be refreshed."""
+    """A token obtained elsewhere; it cannot be refreshed. InvalidInput for a token that cannot be an HTTP header
+    value (a pasted line break, spaces, non-ASCII), before anything is sent."""
 
     def __init__(self, token: str) -> None:
+        if not isinstance(token, str) or not token or not all("!" <= ch <= "~" for ch in token):
+            from .errors import InvalidInput
+
+            raise InvalidInput(
+                "the token contains a line break, space or other character a token cannot have "
+                "(copy it again, without the line end)"
+            )
         self._token = token
 
     def get_token(self) -> str | None:

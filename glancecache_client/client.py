@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import json
 import logging
 import os
 import ssl
@@ -23,9 +24,10 @@ import httpx
 
 from . import errors
 from ._version import __version__
-from .auth import TokenAuth, TokenSource, token_source_for
+from .auth import NoAuth, StaticToken, TokenAuth, TokenSource, token_source_for
+from .deadline import bounded, deadline_transport, passed
 from .models import CachedImage, CacheState, ClearResult, ClearTarget, PruneResult
-from .nodes import normalize_endpoint, validate_image_id
+from .nodes import normalize_endpoint, validate_image_id, validate_seconds
 
 if TYPE_CHECKING:
     from keystoneauth1.session import Session
@@ -56,6 +58,10 @@ class CacheClient:
     ending in ``/cache`` is a separate cache admin listener serving the cache endpoints directly under it).
     Identity: ``token=`` (static), ``session=`` (keystoneauth1 Session, token refreshed and the request retried
     once on 401), ``auth=`` (a keystoneauth1 plugin), ``token_source=`` (shared by a Cluster), or none (noauth).
+
+    ``timeout`` (seconds) bounds each request as a whole: connecting, sending and reading the complete answer,
+    however slowly the node sends it. Every failure is a :class:`~glancecache_client.errors.GlanceCacheError`
+    naming the node, whatever bytes the node sends.
     """
 
     def __init__(
@@ -72,17 +78,19 @@ class CacheClient:
         token_source: TokenSource | None = None,
     ) -> None:
         self.endpoint = normalize_endpoint(endpoint)
+        self.timeout = validate_seconds(timeout)
         self._admin_listener = self.endpoint.endswith("/cache")
         self._root = self.endpoint[: -len("/cache")] if self._admin_listener else self.endpoint
         self._cache_base = self.endpoint if self._admin_listener else self.endpoint + "/v2/cache"
         if token_source is None:
             token_source = token_source_for(token=token, session=session, auth=auth, verify=verify, cert=cert)
         self.token_source = token_source
+        context = _tls_context(verify, cert) if self.endpoint.startswith("https:") else _plaintext_context()
         self._http = httpx.Client(
             auth=TokenAuth(token_source),
-            verify=_tls_context(verify, cert) if self.endpoint.startswith("https:") else _plaintext_context(),
-            timeout=timeout,
-            transport=transport,
+            verify=context,
+            timeout=self.timeout,
+            transport=transport or deadline_transport(verify=context),
             headers={"Accept": "application/json", "User-Agent": f"glancecache-client/{__version__}"},
             follow_redirects=False,
         )
@@ -114,8 +122,8 @@ class CacheClient:
             cached = self._json("GET", self._root + "/v2/cached_images", ok=(200,))
             queued = self._json("GET", self._root + "/v2/queued_images", ok=(200,))
             legacy_body = {
-                "cached_images": _field(cached, "cached_images"),
-                "queued_images": _field(queued, "queued_images"),
+                "cached_images": self._field(cached, "cached_images", "/v2/cached_images"),
+                "queued_images": self._field(queued, "queued_images", "/v2/queued_images"),
             }
             return self._parse(CacheState.from_api, legacy_body, "GET", "/v2/cached_images")
         body = self._json("GET", self._cache_base, ok=(200,))
@@ -190,23 +198,42 @@ class CacheClient:
         if self._require(CACHE_API, "listing the nodes that cache an image") == _Mode.LEGACY:
             raise errors.UnsupportedFeature(self.endpoint, "listing the nodes that cache an image", CACHE_API)
         body = self._json("GET", f"{self._cache_base}/nodes/{image_id}", ok=(200,))
-        if not isinstance(body, list) or not all(isinstance(url, str) for url in body):
+        if not isinstance(body, list) or not all(isinstance(url, str) and url.isprintable() for url in body):
             raise self._invalid("GET", "/v2/cache/nodes", "expected a JSON list of node URLs")
         return [str(url) for url in body]
 
     def wait_cached(self, image_id: str, timeout: float = 300.0, interval: float = 1.0) -> CachedImage:
-        """Poll this node's listing until the image is cached; raises CacheWaitTimeout after ``timeout`` s."""
+        """Poll this node's listing until the image is cached; raises CacheWaitTimeout after ``timeout`` s.
+
+        ``timeout`` bounds the whole wait, the requests in it included. On a pre-Yoga node, where only
+        glance-cache-prefetcher run from cron caches queued images, raises CannotWait at once.
+        """
         image_id = validate_image_id(image_id)
+        timeout = validate_seconds(timeout)
+        interval = validate_seconds(interval, "interval")
         deadline = time.monotonic() + timeout
-        while True:
-            state = self.list()
-            for image in state.cached:
-                if image.image_id == image_id:
-                    return image
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise errors.CacheWaitTimeout(self.endpoint, image_id, timeout)
-            time.sleep(min(interval, remaining))
+        with bounded(deadline):
+            while True:
+                try:
+                    self.check_can_wait()
+                    state = self.list()
+                except errors.RequestTimeout:
+                    if not passed(deadline):
+                        raise
+                    raise errors.CacheWaitTimeout(self.endpoint, image_id, timeout) from None
+                for image in state.cached:
+                    if image.image_id == image_id:
+                        return image
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise errors.CacheWaitTimeout(self.endpoint, image_id, timeout)
+                time.sleep(min(interval, remaining))
+
+    def check_can_wait(self) -> None:
+        """Raise CannotWait when waiting for a queued image to be cached is pointless on this node: a pre-Yoga
+        node caches queued images only when glance-cache-prefetcher runs (from cron), not on demand."""
+        if self._require(CACHE_API, "waiting for an image to be cached") == _Mode.LEGACY:
+            raise errors.CannotWait(self.endpoint)
 
     # -- discovery ----------------------------------------------------------------------------------------
 
@@ -232,19 +259,27 @@ class CacheClient:
             return self._mode
 
     def _fetch_versions(self) -> frozenset[str]:
+        """The usable API versions; anything but Glance's versions document means this is no image node."""
         response = self._send("GET", self._root + "/versions", auth=False)
-        if response.status_code not in (200, 300):
+        if response.status_code in (401, 403) or response.status_code >= 500:
             raise self._api_error(response)
+        if response.status_code not in (200, 300):
+            raise errors.NotAnImageNode(self.endpoint, f"GET /versions answered HTTP {response.status_code}")
         try:
-            body = response.json()
-            entries = body["versions"]
-            return frozenset(
-                str(entry["id"]).lstrip("v")
-                for entry in entries
-                if isinstance(entry, dict) and entry.get("status") in _USABLE
-            )
-        except (ValueError, KeyError, TypeError):
-            raise self._invalid("GET", "/versions", "the versions document is not valid JSON") from None
+            body = _loads(response.content)
+        except ValueError:
+            raise errors.NotAnImageNode(self.endpoint, "GET /versions did not answer JSON") from None
+        entries = body.get("versions") if isinstance(body, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise errors.NotAnImageNode(self.endpoint, "GET /versions did not answer a list of API versions")
+        versions = {
+            entry["id"].lstrip("v")
+            for entry in entries
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str) and str(entry.get("status")) in _USABLE
+        }
+        if not any(version == "2" or version.startswith("2.") for version in versions):
+            raise errors.NotAnImageNode(self.endpoint, "GET /versions lists no usable Image API v2 version")
+        return frozenset(versions)
 
     def _has_legacy_endpoints(self) -> bool:
         response = self._send("GET", self._root + "/v2/cached_images")
@@ -265,17 +300,29 @@ class CacheClient:
     def _legacy_clear(self, target: ClearTarget) -> ClearResult:
         cached = queued = 0
         if target in (ClearTarget.BOTH, ClearTarget.CACHE):
-            cached = _num_deleted(self._json("DELETE", self._root + "/v2/cached_images", ok=(200,)))
+            cached = self._num_deleted("/v2/cached_images")
         if target in (ClearTarget.BOTH, ClearTarget.QUEUE):
-            queued = _num_deleted(self._json("DELETE", self._root + "/v2/queued_images", ok=(200,)))
+            queued = self._num_deleted("/v2/queued_images")
         return ClearResult(cached=cached, queued=queued, node=self.endpoint)
+
+    def _num_deleted(self, path: str) -> int:
+        body = self._json("DELETE", self._root + path, ok=(200,))
+        value = body.get("num_deleted") if isinstance(body, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self._invalid("DELETE", path, "expected a JSON object with a count num_deleted")
+        return value
+
+    def _field(self, body: object, name: str, path: str) -> object:
+        if not isinstance(body, dict) or name not in body:
+            raise self._invalid("GET", path, f"expected a JSON object with {name}")
+        return body[name]
 
     # -- HTTP plumbing ------------------------------------------------------------------------------------
 
     def _json(self, method: str, url: str, *, ok: tuple[int, ...]) -> object:
         response = self._request(method, url, ok=ok)
         try:
-            return response.json()
+            return _loads(response.content)
         except ValueError:
             raise self._invalid(method, _path(url), "the response body is not valid JSON", response) from None
 
@@ -293,18 +340,39 @@ class CacheClient:
     def _send(
         self, method: str, url: str, *, headers: dict[str, str] | None = None, auth: bool = True
     ) -> httpx.Response:
+        """One request, its whole body read, within ``timeout`` overall. Every failure becomes this node's
+        GlanceCacheError: whatever the node sends, no httpx (or other) exception escapes."""
         started = time.perf_counter()
+        request = self._http.build_request(method, url, headers=headers)
         try:
-            if auth:
-                response = self._http.request(method, url, headers=headers)
-            else:
-                response = self._http.request(method, url, headers=headers, auth=None)
+            with bounded(time.monotonic() + self.timeout):
+                if auth:
+                    response = self._http.send(request, stream=True)
+                else:
+                    response = self._http.send(request, stream=True, auth=None)
+                try:
+                    response.read()
+                except httpx.DecodingError as exc:
+                    encoding = response.headers.get("content-encoding", "")
+                    raise self._invalid(
+                        method, _path(url), f"the body is not valid {encoding or 'encoded'} data", response
+                    ) from exc
+                finally:
+                    response.close()
         except httpx.TimeoutException as exc:
             raise errors.RequestTimeout(
-                f"no answer within the timeout ({_describe(exc)})", node=self.endpoint
+                f"no complete answer within the {self.timeout:g} s timeout ({_describe(exc)})", node=self.endpoint
             ) from exc
         except httpx.TransportError as exc:
             raise _transport_error(exc, self.endpoint) from exc
+        except httpx.HTTPError as exc:  # DecodingError before the body (e.g. in the auth flow)
+            raise errors.ProtocolFailure(f"unusable answer: {_describe(exc)}", node=self.endpoint) from exc
+        except Exception as exc:
+            if not type(exc).__module__.startswith("keystoneauth1"):
+                raise
+            raise errors.IdentityFailure(
+                f"getting a token failed: {_shorten(_describe(exc))}", node=self.endpoint
+            ) from exc
         if log.isEnabledFor(logging.DEBUG):
             elapsed = (time.perf_counter() - started) * 1000
             log.debug(
@@ -320,16 +388,19 @@ class CacheClient:
 
     def _api_error(self, response: httpx.Response) -> errors.APIError:
         cls = errors.error_for_status(response.status_code)
-        return cls(
+        error = cls(
             node=self.endpoint,
             status=response.status_code,
             explanation=errors.explanation_from_body(
                 response.content, response.headers.get("content-type", "")
             ),
-            request_id=response.headers.get("x-openstack-request-id"),
+            request_id=_request_id(response),
             method=response.request.method,
             path=_path(str(response.request.url)),
         )
+        if isinstance(error, errors.Unauthorized):
+            error.credentials = _credentials(self.token_source)
+        return error
 
     def _invalid(
         self, method: str, path: str, what: str, response: httpx.Response | None = None
@@ -338,7 +409,7 @@ class CacheClient:
             node=self.endpoint,
             status=response.status_code if response is not None else 200,
             explanation=what,
-            request_id=response.headers.get("x-openstack-request-id") if response is not None else None,
+            request_id=_request_id(response) if response is not None else None,
             method=method,
             path=path,
         )
@@ -346,8 +417,8 @@ class CacheClient:
     def _parse(self, build: Callable[[object, str], T], body: object, method: str, path: str) -> T:
         try:
             return build(body, self.endpoint)
-        except ValueError as exc:
-            raise self._invalid(method, path, f"unexpected response shape: {exc}") from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise self._invalid(method, path, f"unexpected response shape: {_shorten(str(exc))}") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -396,13 +467,30 @@ def _plaintext_context() -> ssl.SSLContext:
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
-def _field(body: object, name: str) -> object:
-    return body.get(name, []) if isinstance(body, dict) else []
+def _loads(content: bytes) -> object:
+    """JSON from a node, or ValueError: undecodable bytes, invalid JSON, nesting too deep to parse."""
+    try:
+        return json.loads(content)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
-def _num_deleted(body: object) -> int:
-    value = body.get("num_deleted", 0) if isinstance(body, dict) else 0
-    return value if isinstance(value, int) else 0
+def _shorten(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    return errors.printable(response.headers.get("x-openstack-request-id", "")) or None
+
+
+def _credentials(source: TokenSource) -> str:
+    """What a request carried, for Unauthorized.credentials."""
+    if isinstance(source, NoAuth):
+        return "none"
+    if isinstance(source, StaticToken):
+        return "token"
+    return "keystone"
 
 
 def _path(url: str) -> str:
@@ -447,6 +535,10 @@ def _transport_error(exc: httpx.TransportError, node: str) -> errors.TransportEr
             return errors.NameResolutionFailed(
                 "the host name does not resolve (check the spelling)", node=node
             )
+    if isinstance(exc, httpx.ProtocolError):
+        return errors.ProtocolFailure(
+            f"the answer is not valid HTTP: {_shorten(_describe(exc))} (is this a Glance API node?)", node=node
+        )
     return errors.TransportError(f"request failed: {_describe(exc)}", node=node)
 
 

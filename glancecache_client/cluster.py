@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .auth import TokenSource, token_source_for
 from .client import CacheClient
-from .errors import CacheWaitTimeout, GlanceCacheError, InvalidInput
+from .deadline import bounded, passed
+from .errors import CacheWaitTimeout, GlanceCacheError, InvalidInput, RequestTimeout
 from .models import CachedImage, CacheState, ClearResult, ClearTarget, PruneResult
-from .nodes import normalize_endpoint, validate_image_id
+from .nodes import normalize_endpoint, validate_image_id, validate_seconds
 
 if TYPE_CHECKING:
     from keystoneauth1.session import Session
@@ -176,9 +177,12 @@ class Cluster:
         """Wait until every ``(node, image_id)`` pair is cached, within one overall ``timeout``.
 
         Each round lists every node that still has pending pairs once (concurrently), however many images it
-        waits for. ``on_cached(n)`` is told as pairs arrive (for progress bars). Returns the pairs that did not
-        make it, each with why: the node's listing error, or CacheWaitTimeout.
+        waits for; ``timeout`` bounds those requests too. ``on_cached(n)`` is told as pairs arrive (for progress
+        bars). Returns the pairs that did not make it, each with why: the node's error (CannotWait at once for a
+        pre-Yoga node, where only glance-cache-prefetcher caches queued images), or CacheWaitTimeout.
         """
+        timeout = validate_seconds(timeout)
+        interval = validate_seconds(interval, "interval")
         pending: set[tuple[str, str]] = set()
         for given_node, image_id in pairs:
             node = normalize_endpoint(given_node)
@@ -188,9 +192,11 @@ class Cluster:
         failed: dict[tuple[str, str], GlanceCacheError] = {}
         deadline = time.monotonic() + timeout
         while pending:
-            listings = self.run(functools.partial(_list_if_waiting, {node for node, _ in pending}))
+            listings = self.run(functools.partial(_list_if_waiting, {node for node, _ in pending}, deadline))
             for listing in listings:
                 mine = {pair for pair in pending if pair[0] == listing.node}
+                if isinstance(listing.error, RequestTimeout) and passed(deadline):
+                    continue  # the wait's deadline cut the listing short: these pairs timed out
                 if listing.error is not None:
                     failed.update(dict.fromkeys(mine, listing.error))
                     pending -= mine
@@ -222,5 +228,9 @@ class Cluster:
         self.close()
 
 
-def _list_if_waiting(waiting: set[str], client: CacheClient) -> CacheState | None:
-    return client.list() if client.endpoint in waiting else None
+def _list_if_waiting(waiting: set[str], deadline: float, client: CacheClient) -> CacheState | None:
+    if client.endpoint not in waiting:
+        return None
+    with bounded(deadline):
+        client.check_can_wait()
+        return client.list()

@@ -5,12 +5,16 @@
     GlanceCacheError                 base: .node (the node URL, or "" when no node was involved)
     ├── InvalidInput                 bad argument, caught before any request (also a ValueError)
     ├── UnsupportedFeature           the node lacks the API version an operation needs (2.14 / 2.18)
+    │   ├── NotAnImageNode           the address answers, but not as a Glance image API node
+    │   └── CannotWait               a pre-Yoga node: nothing caches a queued image on demand
     ├── CacheWaitTimeout             wait_cached() gave up
+    ├── IdentityFailure              getting a token from keystoneauth1 failed (the cause is keystoneauth1's error)
     ├── TransportError               no HTTP answer at all
     │   ├── ConnectionRefused        nothing listens at host:port
     │   ├── NameResolutionFailed     DNS could not resolve the host
     │   ├── TLSFailure               TLS handshake or certificate verification failed
-    │   └── RequestTimeout           connect or read timed out
+    │   ├── RequestTimeout           no complete answer within the timeout (connect, send and whole response)
+    │   └── ProtocolFailure          the node's bytes are not HTTP, or a body is cut short
     └── APIError                     the node answered with an error: .status, .explanation, .request_id
         ├── BadRequest               400
         ├── Unauthorized             401 (token missing, expired or rejected)
@@ -18,7 +22,7 @@
         ├── NotFound                 404
         ├── Conflict                 409 (e.g. nodes list without the centralized registry)
         ├── ServerError              5xx
-        └── InvalidResponse          a 2xx whose body is not what the API promises (e.g. invalid JSON)
+        └── InvalidResponse          a 2xx whose body is not what the API promises (bad JSON, shape, encoding)
 
 Every error's ``str()`` is one line naming the node, what went wrong and, for HTTP errors, the status, the
 server's explanation and the request id.
@@ -33,14 +37,18 @@ __all__ = [
     "APIError",
     "BadRequest",
     "CacheWaitTimeout",
+    "CannotWait",
     "Conflict",
     "ConnectionRefused",
     "Forbidden",
     "GlanceCacheError",
+    "IdentityFailure",
     "InvalidInput",
     "InvalidResponse",
     "NameResolutionFailed",
+    "NotAnImageNode",
     "NotFound",
+    "ProtocolFailure",
     "RequestTimeout",
     "ServerError",
     "TLSFailure",
@@ -81,6 +89,35 @@ class UnsupportedFeature(GlanceCacheError):
         self.version = version
 
 
+class NotAnImageNode(UnsupportedFeature):
+    """Something answers at the address, but its ``GET /versions`` is not a Glance Image API's (e.g. a plain
+    web server, or the wrong port)."""
+
+    def __init__(self, node: str, what: str) -> None:
+        GlanceCacheError.__init__(
+            self,
+            f"not a Glance image node: {what} (check the host, port and path prefix of the Glance API)",
+            node=node,
+        )
+        self.feature = "the Image API"
+        self.version = "2"
+
+
+class CannotWait(UnsupportedFeature):
+    """Waiting for an image to be cached on a pre-Yoga node (deprecated cache endpoints only): there a queued
+    image is cached only when glance-cache-prefetcher runs (usually from cron), so a wait could last hours."""
+
+    def __init__(self, node: str) -> None:
+        GlanceCacheError.__init__(
+            self,
+            "cannot wait for caching on this pre-Yoga node: only glance-cache-prefetcher run from cron caches "
+            "queued images here (queue without waiting, or run glance-cache-prefetcher on the node)",
+            node=node,
+        )
+        self.feature = "waiting for an image to be cached"
+        self.version = "2.14"
+
+
 class CacheWaitTimeout(GlanceCacheError):
     """An image did not appear in the node's cache within the time allowed."""
 
@@ -88,6 +125,11 @@ class CacheWaitTimeout(GlanceCacheError):
         super().__init__(f"image {image_id} was not cached within {timeout:g} s", node=node)
         self.image_id = image_id
         self.timeout = timeout
+
+
+class IdentityFailure(GlanceCacheError):
+    """A session could not get a token during a request (Keystone unreachable, credentials refused); the
+    keystoneauth1 exception is ``__cause__``."""
 
 
 class TransportError(GlanceCacheError):
@@ -107,7 +149,11 @@ class TLSFailure(TransportError):
 
 
 class RequestTimeout(TransportError):
-    """Connecting to or reading from the node took longer than the timeout."""
+    """The whole request (connect, send, and the complete response) took longer than the timeout."""
+
+
+class ProtocolFailure(TransportError):
+    """The node's answer is not well-formed HTTP (garbage bytes, a body shorter than announced, a bad header)."""
 
 
 class APIError(GlanceCacheError):
@@ -143,9 +189,11 @@ class BadRequest(APIError):
 
 
 class Unauthorized(APIError):
-    """401: no valid token."""
+    """401: no valid token. ``credentials`` says what was sent: ``"none"``, ``"token"`` (a static token) or
+    ``"keystone"`` (a token from a keystoneauth1 session), so a front end can say what to fix."""
 
     status_code = 401
+    credentials: str = "none"
 
 
 class Forbidden(APIError):
@@ -223,4 +271,9 @@ def explanation_from_body(body: bytes, content_type: str) -> str:
             lines = lines[1:]
         text = " ".join(lines)
     text = _TAG.sub(" ", text)
-    return " ".join(text.split())[:500]
+    return printable(" ".join(text.split()))[:500]
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters: what a node sends must not drive the user's terminal."""
+    return "".join(ch for ch in text if ch.isprintable())

@@ -2,12 +2,14 @@
 
 Times arrive as epoch seconds (floats); they become UTC-aware datetimes, and an epoch of 0 (Glance's "never")
 becomes ``None``, never 1970. Keys that only some drivers send (``id``, ``checksum`` from ``centralized_db``)
-are accepted; unknown keys are ignored so newer servers do not break older clients.
+are accepted; unknown keys are ignored so newer servers do not break older clients. Anything else a node might
+send (a missing list, negative or out-of-range numbers, text with control characters) is a ValueError.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,11 +29,19 @@ def epoch_to_datetime(value: object) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"expected epoch seconds, got {value!r}")
-    seconds = float(value)
+        raise ValueError(f"expected epoch seconds, got {_short(value)}")
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"expected epoch seconds, got {_short(value)}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"expected epoch seconds, got {_short(value)}")
     if seconds == 0:
         return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"epoch seconds out of range: {_short(value)}") from None
 
 
 class ClearTarget(str, enum.Enum):
@@ -79,9 +89,11 @@ class CachedImage:
     def from_api(cls, entry: Mapping[str, object], node: str) -> CachedImage:
         """Build from one ``cached_images[]`` element; raises ValueError on a malformed entry."""
         image_id = entry.get("image_id")
-        if not isinstance(image_id, str):
-            raise ValueError(f"cached image entry without a string image_id: {dict(entry)!r}")
+        if not isinstance(image_id, str) or not _printable(image_id):
+            raise ValueError(f"cached image entry without a printable string image_id: {_short(dict(entry))}")
         checksum = entry.get("checksum")
+        if checksum not in (None, "") and not (isinstance(checksum, str) and _printable(checksum)):
+            raise ValueError(f"checksum is not printable text: {_short(checksum)}")
         return cls(
             image_id=image_id,
             size=_as_int(entry.get("size"), "size"),
@@ -104,10 +116,10 @@ class CacheState:
     @classmethod
     def from_api(cls, body: object, node: str) -> CacheState:
         """Build from a ``GET /v2/cache`` body; raises ValueError when it is not that shape."""
-        if not isinstance(body, Mapping):
+        if not isinstance(body, Mapping) or "cached_images" not in body or "queued_images" not in body:
             raise ValueError("expected a JSON object with cached_images and queued_images")
-        cached = body.get("cached_images", [])
-        queued = body.get("queued_images", [])
+        cached = body["cached_images"]
+        queued = body["queued_images"]
         if not isinstance(cached, Sequence) or isinstance(cached, (str, bytes)):
             raise ValueError("cached_images is not a list")
         if not isinstance(queued, Sequence) or isinstance(queued, (str, bytes)):
@@ -115,9 +127,9 @@ class CacheState:
         entries = []
         for entry in cached:
             if not isinstance(entry, Mapping):
-                raise ValueError(f"cached_images entry is not an object: {entry!r}")
+                raise ValueError(f"cached_images entry is not an object: {_short(entry)}")
             entries.append(CachedImage.from_api(entry, node))
-        if not all(isinstance(image_id, str) for image_id in queued):
+        if not all(isinstance(image_id, str) and _printable(image_id) for image_id in queued):
             raise ValueError("queued_images holds something other than id strings")
         return cls(cached=tuple(entries), queued=tuple(str(i) for i in queued), node=node)
 
@@ -159,10 +171,23 @@ class ClearResult:
 
 
 def _as_int(value: object, name: str) -> int:
+    """A count or size: a non-negative integer (an integral float such as 5.0 too)."""
     if isinstance(value, bool):
         raise ValueError(f"{name} is not a number: {value!r}")
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError(f"{name} is not an integer: {value!r}")
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError(f"{name} is not an integer: {_short(value)}")
+    if value < 0:
+        raise ValueError(f"{name} is negative: {value}")
+    return value
+
+
+def _printable(text: str) -> bool:
+    """Text that prints as itself on one line: no control characters (which could also drive a terminal)."""
+    return bool(text) and text.isprintable()
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,4 +1,4 @@
-"""Input checks done before any request: node endpoints and image ids.
+"""Input checks done before any request: node endpoints, image ids and timeouts.
 
 A node may be given as ``host``, ``host:port``, ``[v6addr]:port`` or a full URL, possibly with a path prefix
 (``http://host/image`` as devstack serves Glance, or ``http://host:9393/cache`` for a separate cache admin
@@ -7,12 +7,13 @@ listener). A bare host gets scheme http and port 9292; a full URL keeps its sche
 
 from __future__ import annotations
 
+import math
 import re
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidInput
 
-__all__ = ["DEFAULT_PORT", "normalize_endpoint", "validate_image_id"]
+__all__ = ["DEFAULT_PORT", "normalize_endpoint", "validate_image_id", "validate_seconds"]
 
 DEFAULT_PORT = 9292
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -63,3 +64,14 @@ def normalize_endpoint(value: str, *, default_scheme: str = "http", default_port
     shown_host = f"[{host}]" if ":" in host else host
     netloc = shown_host if port is None else f"{shown_host}:{port}"
     return urlunsplit((parts.scheme, netloc.lower(), parts.path.rstrip("/"), "", ""))
+
+
+def validate_seconds(value: object, name: str = "timeout") -> float:
+    """A finite, positive number of seconds, or InvalidInput saying what is allowed (nan, inf, 0 and negative
+    values would otherwise mean "never" or "at once" to the layers below)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{name} must be a number of seconds, not {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidInput(f"{name} must be a positive, finite number of seconds, not {value!r}")
+    return seconds

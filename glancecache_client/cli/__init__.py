@@ -1,23 +1,31 @@
 """The ``glance`` / ``glancecache`` command line (console scripts ``glancecache_client.cli:main``).
 
-``cli`` is the click group (with every ``cache-*`` command registered); ``main`` runs it. Only click is
-imported here: the library, httpx and formatters load when a command actually runs.
+``main`` runs a command line: dispatch.py decides from argv whether our cache commands answer it or
+python-glanceclient's shell does, and says in one line what to install when the needed part is missing.
+``cli`` is the click group (with every ``cache-*`` command registered), loaded on first use, so that
+importing this package needs neither click nor the ``[cli]`` extra.
 """
 
 from __future__ import annotations
 
-from .commands import cli
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from .commands import cli
 
 __all__ = ["cli", "main"]
 
 
-def main() -> None:
-    """Run the command line with ``sys.argv``; exits with the documented status (see ``glance --help``)."""
-    import os
-    import sys
+def __getattr__(name: str) -> Any:
+    if name == "cli":
+        from .commands import cli
 
-    # httpx imports its own command line (rich, pygments: ~50 ms) on `import httpx` when those happen to be
-    # installed; we never use it. Marking it absent makes httpx fall back to a stub. No effect if httpx is
-    # already loaded.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    cli.main(prog_name=os.path.basename(sys.argv[0]) or "glance")
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def main() -> NoReturn:
+    """Run ``sys.argv``; exits with the documented status (see ``glance --help``)."""
+    from .dispatch import dispatch
+
+    dispatch()

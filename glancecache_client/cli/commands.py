@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from . import exitcodes
-from .main import cli, node_options
+from .main import SECONDS, cli, node_options
 from .output import CliError, OutputSpec, Report, emit, error_boundary, output_options
 from .settings import NodeChoice, Settings
 
@@ -146,11 +146,13 @@ def cache_list(settings: Settings, nodes: NodeChoice, output: OutputSpec) -> Non
 @click.option(
     "--timeout",
     "wait_timeout",
-    type=click.FloatRange(min=0),
-    default=300.0,
-    show_default=True,
+    type=SECONDS,
+    default=None,
     metavar="SECONDS",
-    help="With --wait: give up (exit 1) after this long.",
+    help=(
+        "With --wait: give up (exit 1) after this long (default 300); no request runs past it. Without --wait:"
+        " each request's overall timeout, as the global --timeout."
+    ),
 )
 @click.option(
     "--interval",
@@ -168,13 +170,14 @@ def cache_queue(
     nodes: NodeChoice,
     image_ids: tuple[str, ...],
     wait: bool,
-    wait_timeout: float,
+    wait_timeout: float | None,
     interval: float,
 ) -> None:
     """Queue active images for caching on each node.
 
     IMAGE_ID: one or more image UUIDs, or - alone to read them from stdin, one per line. With --wait, a
-    progress bar shows on stderr when it is a terminal.
+    progress bar shows on stderr when it is a terminal. --wait is refused at once (exit 5, nothing queued)
+    for a pre-Yoga node, where only glance-cache-prefetcher run from cron caches queued images.
 
     \b
     Examples:
@@ -186,10 +189,23 @@ def cache_queue(
     if not ids:
         click.echo("no image ids given on stdin: nothing to queue", err=True)
         return
+    if wait_timeout is not None and not wait:
+        settings.timeout = wait_timeout
     with connected(settings, nodes) as run:
+        if wait and not can_wait(run):
+            return
         queued = for_each_id(run, ids, lambda client, image_id: client.queue(image_id), "queue")
         if wait and queued:
-            wait_until_cached(run, queued, wait_timeout, interval)
+            wait_until_cached(run, queued, wait_timeout or 300.0, interval)
+
+
+def can_wait(run: Run) -> bool:
+    """Whether every node can cache on demand; each node that cannot (or cannot be asked) is one line."""
+    checks = run.cluster.run(lambda client: client.check_can_wait())
+    for check in checks.errors:
+        assert check.error is not None
+        run.report.fail(check.error, "not queued")
+    return checks.ok
 
 
 def wait_until_cached(run: Run, pairs: list[tuple[str, str]], timeout: float, interval: float) -> None:

@@ -13,6 +13,7 @@ Every problem is a :class:`NodeSetError` whose message says what to fix; the CLI
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -75,13 +76,10 @@ def load_node_set(name: str | None = None, environ: Mapping[str, str] | None = N
 
 
 def _parse_toml(text: str, path: Path) -> dict[str, object]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
-        except ModuleNotFoundError:
-            raise NodeSetError(f"reading {path} needs Python 3.11+ or the 'tomli' package") from None
+    else:  # the [cli] extra installs tomli there
+        import tomli as tomllib
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

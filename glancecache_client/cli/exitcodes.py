@@ -12,6 +12,7 @@ __all__ = [
     "AUTH",
     "ERROR",
     "HELP",
+    "INTERRUPTED",
     "NOT_FOUND",
     "OK",
     "PARTIAL",
@@ -28,6 +29,7 @@ AUTH = 3  # authentication or permission: 401, 403, wrong password
 NOT_FOUND = 4  # the image (or cache entry) does not exist
 UNAVAILABLE = 5  # the node has no cache API, or could not be reached at all
 PARTIAL = 6  # some nodes or images succeeded, others failed
+INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 # Shown verbatim in the top-level --help (the \b keeps click from rewrapping it).
 HELP = """\b
@@ -38,8 +40,10 @@ Exit status:
   2  usage: unknown option, invalid image id, no node given
   3  authentication or permission refused (401/403, wrong password)
   4  image not found (404)
-  5  cache API not enabled on a node, or a node unreachable
-  6  partial failure: some nodes or images succeeded, others failed"""
+  5  cache API not enabled on a node, a node unreachable or not answering
+     in time, not a Glance node, or --wait on a pre-Yoga node
+  6  partial failure: some nodes or images succeeded, others failed
+  130 interrupted (Ctrl-C)"""
 
 
 def for_error(error: BaseException) -> int:
@@ -54,6 +58,8 @@ def for_error(error: BaseException) -> int:
         return NOT_FOUND
     if isinstance(error, (errors.UnsupportedFeature, errors.TransportError)):
         return UNAVAILABLE
+    if isinstance(error, errors.IdentityFailure) and error.__cause__ is not None:
+        return for_error(error.__cause__)
     if type(error).__module__.startswith("keystoneauth1"):
         return _for_keystone_error(error)
     return ERROR

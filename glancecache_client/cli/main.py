@@ -17,13 +17,14 @@ from .._version import __version__
 from . import exitcodes
 from .settings import NodeChoice, Settings
 
-__all__ = ["cli", "node_options"]
+__all__ = ["SECONDS", "TIMEOUT_HELP", "cli", "node_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Shown only when python-glanceclient is not installed: otherwise dispatch.py hands it every other command.
 OTHER_COMMANDS_HINT = (
-    "this glance provides the image-cache commands only; for the rest of the Image API use "
-    "'openstack image ...' (python-openstackclient) or python-glanceclient's glance from its own virtualenv"
+    "this glance provides the image-cache commands only; python-glanceclient provides the others here "
+    "(pip install python-glanceclient), or use 'openstack image ...' (python-openstackclient)"
 )
 
 COMPLETION_HELP = """\b
@@ -72,6 +73,40 @@ def node_options(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class Seconds(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic from click 8.2
+    """A positive, finite number of seconds (``nan``, ``inf``, 0 and negative values are usage errors)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r} is not a positive, finite number of seconds", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
+
+TIMEOUT_HELP = (
+    "Seconds each HTTP request may take as a whole: connecting, sending and reading the complete answer "
+    "(a node that sends slowly is cut off too)."
+)
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line and exit status 130 (128 + SIGINT), as shells report an interrupted command."""
+
+    exit_code = exitcodes.INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted: requests already sent to nodes may have taken effect")
+
+
 # -- the group ------------------------------------------------------------------------------------------
 
 
@@ -87,6 +122,12 @@ class CacheGroup(click.Group):
             suggestion = f"did you mean '{close[0]}'? Otherwise " if close else ""
             raise click.UsageError(f"no command '{name}': {suggestion}{OTHER_COMMANDS_HINT}", ctx)
         return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
     def main(  # type: ignore[override]
         self,
@@ -104,9 +145,16 @@ class CacheGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             code = exc.exit_code
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            code = exitcodes.ERROR
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # Ctrl-C while parsing
+                Interrupted().show()
+                code = exitcodes.INTERRUPTED
+            else:  # EOF at a confirmation prompt
+                click.echo("Aborted.", err=True)
+                code = exitcodes.ERROR
+        except KeyboardInterrupt:
+            Interrupted().show()
+            code = exitcodes.INTERRUPTED
         if standalone_mode:
             sys.exit(code)
         return code
@@ -188,17 +236,17 @@ def identity_options(command: F) -> F:
     metavar="ID",
     help="Domain id used for user and project when no domain option is given.  [default: default]",
 )
-@click.option("--insecure", is_flag=True, help="Do not verify the nodes' or Keystone's TLS certificates.")
-@click.option("--os-cacert", envvar="OS_CACERT", show_envvar=True, metavar="PATH", help="CA bundle for TLS.")
-@click.option("--os-cert", envvar="OS_CERT", metavar="PATH", help="Client certificate for TLS.")
-@click.option("--os-key", envvar="OS_KEY", metavar="PATH", help="Client certificate key for TLS.")
 @click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for each HTTP answer.",
+    "--insecure",
+    is_flag=True,
+    envvar="OS_INSECURE",
+    show_envvar=True,
+    help="Do not verify the nodes' or Keystone's TLS certificates (OS_INSECURE=true as in OSC).",
 )
+@click.option("--os-cacert", envvar="OS_CACERT", show_envvar=True, metavar="PATH", help="CA bundle for TLS.")
+@click.option("--os-cert", envvar="OS_CERT", show_envvar=True, metavar="PATH", help="Client certificate for TLS.")
+@click.option("--os-key", envvar="OS_KEY", show_envvar=True, metavar="PATH", help="Client certificate key for TLS.")
+@click.option("--timeout", type=SECONDS, default=30.0, show_default=True, help=TIMEOUT_HELP)
 @click.option("--os-image-api-version", hidden=True)  # accepted and ignored: the cache API is always v2
 @click.option("-d", "--debug", is_flag=True, help="Trace HTTP requests on stderr (tokens redacted).")
 @click.pass_context

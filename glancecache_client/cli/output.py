@@ -172,13 +172,24 @@ def describe(error: BaseException) -> str:
 
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, errors.Unauthorized):
-        text += (
-            " (give credentials: --os-token, --os-cloud, or --os-auth-url with --os-username/--os-password;"
-            " --os-auth-type none for a noauth node)"
-        )
+        text += _UNAUTHORIZED_HINTS.get(error.credentials, _UNAUTHORIZED_HINTS["none"])
     elif isinstance(error, errors.Forbidden):
         text += " (the cache API is admin-only by default: use an account with the admin role)"
     return text
+
+
+_UNAUTHORIZED_HINTS = {
+    "none": (
+        " (give credentials: --os-token, --os-cloud, or --os-auth-url with --os-username/--os-password;"
+        " --os-auth-type none for a noauth node)"
+    ),
+    "token": (
+        " (the node rejected the token given with --os-token/OS_TOKEN: it may have expired, been revoked or come"
+        " from another cloud; get a fresh one with 'openstack token issue', or authenticate with --os-auth-url"
+        " and a password)"
+    ),
+    "keystone": " (the node rejected the token Keystone issued: is the node using the same Keystone?)",
+}
 
 
 def show_error(error: BaseException, what: str = "") -> None:

@@ -9,8 +9,11 @@ the methods so that ``--help`` and argument parsing load click alone.
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from . import exitcodes
 from .output import CliError
@@ -109,7 +112,10 @@ class Settings:
             return auth.NoAuth()
         auth_url = self.identity.get("auth_url")
         if self.cloud:
-            source: TokenSource = auth.SessionTokens(self._cloud_session())
+            region = self._cloud_region()
+            if str(region.config.get("auth_type") or "").lower() in ("none", "noauth"):
+                return auth.NoAuth()
+            source: TokenSource = auth.SessionTokens(self._cloud_session(region))
         elif self.token and not auth_url:
             return auth.StaticToken(self.token)
         elif auth_url or auth_type:
@@ -146,33 +152,61 @@ class Settings:
             if not (options.get("project_domain_name") or options.get("project_domain_id")):
                 options["project_domain_id"] = self.default_domain
         try:
-            return auth.keystone_session(
+            session = auth.keystone_session(
                 auth_type, options, verify=self.verify, cert=self.client_cert, timeout=self.timeout
             )
         except InvalidInput as exc:
             raise CliError(str(exc), exitcodes.USAGE) from None
+        if auth_type in ("password", "v3password") and not self.identity.get("password"):
+            # keystoneauth1 would fail later with a bare Exception and a traceback.
+            raise CliError(
+                "no password given: set --os-password or OS_PASSWORD (or use --os-token, or --os-cloud with a "
+                "clouds.yaml cloud)",
+                exitcodes.USAGE,
+            )
+        return session
 
-    def _cloud_session(self) -> Any:
+    def _cloud_region(self) -> Any:
+        """The cloud's settings, read by OpenStack's own loader (openstacksdk's openstack.config): clouds.yaml
+        wherever OSC finds it (``OS_CLIENT_CONFIG_FILE``, ./, ~/.config/openstack/, /etc/openstack/), merged with
+        secure.yaml. A cloud's image endpoint (``image_endpoint_override``, ``image_endpoint``, or ``auth.endpoint``
+        with ``auth_type: none``) is the node when no --host is given; its TLS settings apply unless overridden."""
         try:
             from openstack import config as os_config
         except ImportError:
             raise CliError(
-                "--os-cloud needs openstacksdk (pip install openstacksdk) to read clouds.yaml; "
+                "--os-cloud needs openstacksdk (pip install 'glancecache-client[cli]') to read clouds.yaml; "
                 "or give --os-auth-url, --os-username and --os-password",
                 exitcodes.USAGE,
             ) from None
         try:
             region = os_config.OpenStackConfig().get_one(cloud=self.cloud)
+            endpoint = region.get_endpoint("image")
         except Exception as exc:  # openstack.config raises its own exception tree for a bad clouds.yaml
             raise CliError(f"--os-cloud {self.cloud}: {' '.join(str(exc).split())}", exitcodes.USAGE) from None
-        if not self.image_url:
-            override = region.config.get("image_endpoint_override")
-            self.image_url = str(override) if override else None
+        if not self.image_url and endpoint:
+            self.image_url = str(endpoint)
         if not self.insecure and not self.cacert:
             verify = region.config.get("verify", True)
             self.insecure = verify is False
             self.cacert = region.config.get("cacert") or None
-        return region.get_session()
+        if not self.cert and region.config.get("cert"):
+            self.cert = str(region.config["cert"])
+            self.key = self.key or region.config.get("key") or None
+        return region
+
+    def _cloud_session(self, region: Any) -> Any:
+        auth_type = str(region.config.get("auth_type") or "password").lower()
+        if auth_type in ("password", "v3password") and not region.config.get("auth", {}).get("password"):
+            raise CliError(
+                f"--os-cloud {self.cloud}: the cloud has no password: add one to its auth section in clouds.yaml "
+                "or secure.yaml, or set OS_PASSWORD",
+                exitcodes.USAGE,
+            )
+        try:
+            return region.get_session()
+        except Exception as exc:  # openstack.config's errors for an unusable auth section
+            raise CliError(f"--os-cloud {self.cloud}: {' '.join(str(exc).split())}", exitcodes.USAGE) from None
 
     def _authenticate(self, source: TokenSource, auth_type: str) -> None:
         from .output import error_boundary
@@ -182,6 +216,12 @@ class Settings:
             try:
                 source.get_token()
             except Exception as exc:
+                if type(exc) is Exception:  # keystoneauth1's "... is a required attribute" for a missing option
+                    raise CliError(
+                        f"authentication at {auth_url} cannot start: {exc} (give it with the --os-* options "
+                        "or OS_* variables)",
+                        exitcodes.USAGE,
+                    ) from None
                 if not type(exc).__module__.startswith("keystoneauth1"):
                     raise
                 code = exitcodes.for_error(exc)
@@ -206,11 +246,20 @@ class Settings:
             _enable_debug_log()
         else:
             _silence_library_warnings()
+        # urllib3 (under keystoneauth1) warns on every unverified request, two lines each; the one line below
+        # says it once.
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
         # Usage errors first, before the HTTP stack loads; except that clouds.yaml may name the node
         # (image_endpoint_override), which is known only once the cloud is read.
         endpoints = None if self.cloud else self.endpoints(command_nodes)
         source = self.token_source()
         endpoints = endpoints or self.endpoints(command_nodes)
+        if self.insecure:
+            click.echo(
+                "Warning: TLS verification is off (--insecure/OS_INSECURE): certificates of the nodes and "
+                "Keystone are not checked",
+                err=True,
+            )
 
         from glancecache_client.cluster import Cluster
 

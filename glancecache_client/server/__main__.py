@@ -11,12 +11,13 @@ imported only after the arguments are parsed, so ``--help`` and errors are insta
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from .._version import __version__
 
 PROG = "glancecache-server"
 
@@ -27,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run Glance-compatible image nodes with the image cache API (a reference server).",
     )
     add = parser.add_argument
+    add("--version", action="version", version=f"%(prog)s (glancecache-client) {__version__}")
     add("--bind", help="address to listen on (default 127.0.0.1)")
     add("--port", type=int, help="port of the first node (default 9292; 0 = any free port)")
     add("--nodes", type=int, help="number of nodes, on consecutive ports (default 1)")
@@ -53,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
         help="open connections at most; beyond it the longest-idle one is closed (default 10000)")  # fmt: skip
     add("--config-file", type=Path, help="glance-api.conf style file ([DEFAULT] image_cache_* options)")
     add("--log-level", default="WARNING", type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level on stderr (default WARNING)")  # fmt: skip
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level on stderr (default WARNING; INFO adds one line per request and every cache event)")  # fmt: skip
+    add("--log-format", default="text", choices=("text", "json"),
+        help="log lines as text (default) or as one JSON object per line")  # fmt: skip
     return parser
 
 
@@ -95,11 +100,14 @@ def _limits(args: argparse.Namespace, limits_cls: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .logs import configure as configure_logging
+    from .logs import notice
+
+    configure_logging(args.log_level, args.log_format)
+
+    def tell(text: str) -> None:
+        print(notice(text, args.log_format, PROG), file=sys.stderr, flush=True)
+
     from .config import ConfigError, build_settings, open_door_warnings
     from .listener import Limits
     from .runner import start_cluster
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = build_settings(args.config_file, _overrides(args))
         limits = _limits(args, Limits)
         for line in open_door_warnings(settings):
-            print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+            tell(f"{PROG}: {line}")
         cluster = start_cluster(settings, limits)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -129,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             print(url)
         sys.stdout.flush()
         if cluster.identity_url is not None:
-            print(f"OS_AUTH_URL={cluster.identity_url}", file=sys.stderr, flush=True)
+            tell(f"OS_AUTH_URL={cluster.identity_url}")
         for admin_url in cluster.admin_urls:
-            print(f"cache admin listener: {admin_url}/cache", file=sys.stderr, flush=True)
+            tell(f"cache admin listener: {admin_url}/cache")
         while not stop.wait(0.5):
             pass
     finally:

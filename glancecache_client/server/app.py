@@ -4,12 +4,15 @@ Owns: the route table (werkzeug ``Map``/``Rule``; each path names its methods in
 ``Allow`` header lists them), the request pipeline in Glance's order (``/versions`` and 300 replies
 before authentication, 401 before routing, ``x-openstack-request-id`` on every reply that passed the
 context middleware), GET-with-a-body rejection, the optional cache admin listener's ``/cache`` routes,
-and streaming file bodies through ``wsgi.file_wrapper``. Handlers live in ``image_api``,
-``cache_api`` and ``schema_api``; error pages in ``faults``.
+streaming file bodies through ``wsgi.file_wrapper``, and the access log: one line per request once its
+response is finished (node, method, path without the query, status, bytes sent, seconds, request id, user and
+project; never a header or query value, so never a token). Handlers live in ``image_api``, ``cache_api``
+and ``schema_api``; error pages in ``faults``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -20,8 +23,9 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import Map, Rule
 
 from . import cache_api, image_api, schema_api
-from .context import Authenticator
+from .context import Authenticator, RequestContext
 from .faults import NOT_FOUND_TEXT, SERVER_ERROR_TEXT, HTTPError, Reply, error_reply
+from .logs import ACCESS_LOGGER, event
 from .request import ApiRequest, Node, host_url
 from .versions import negotiate, version_list, versions_document
 
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     from .identity import IdentityService
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger(ACCESS_LOGGER)
+CONTEXT_KEY = "glancecache.context"  # the authenticated caller, for the access line
 
 Handler = Callable[..., Reply]
 # resource name -> {method: handler}, in the order Glance's Allow header lists the methods.
@@ -140,7 +146,14 @@ class GlanceApp:
 
     # -- WSGI ------------------------------------------------------------------------------------------
 
+    def node_name(self, environ: dict[str, Any]) -> str:
+        """How log lines name this node: its self-reference URL (a node without a cache has none: then the
+        URL the client addressed)."""
+        engine = self.node.engine
+        return engine.node_url if engine is not None else _printable(host_url(environ))
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.monotonic()
         try:
             reply = self.respond(environ)
         except Exception:
@@ -148,8 +161,10 @@ class GlanceApp:
             reply = error_reply(500, SERVER_ERROR_TEXT, environ.get("HTTP_ACCEPT"))
             reply.headers.append(("x-openstack-request-id", new_request_id()))
         start_response(reply.status_line, reply.headers)
+        access = _AccessLine(self.node_name(environ), environ, reply, started)
         if environ.get("REQUEST_METHOD") == "HEAD":
             _close_quietly(reply)
+            access.finish()
             return []
         if reply.file is not None:
             body = reply.file
@@ -157,11 +172,12 @@ class GlanceApp:
             if wrapper is not None:
                 body.handle.seek(body.offset)
                 # The listener sends exactly Content-Length bytes from the current position, then closes it.
-                return wrapper(body.handle, 1024 * 1024)  # type: ignore[no-any-return]
-            return _ClosingIterator(iter(body), body.close)
+                return wrapper(_LoggedFile(body.handle, access), 1024 * 1024)  # type: ignore[no-any-return]
+            return _CountingIterator(iter(body), body.close, access)
         if isinstance(reply.body, bytes):
-            return [reply.body]
-        return reply.body
+            # A one-item list, so that the server still frames a body without Content-Length by its length.
+            return _LoggedBytes(reply.body, access)
+        return _CountingIterator(iter(reply.body), getattr(reply.body, "close", lambda: None), access)
 
     # -- pipeline --------------------------------------------------------------------------------------
 
@@ -188,6 +204,7 @@ class GlanceApp:
         ctx = self.authenticator.authenticate(environ)
         if ctx is None:
             return self.authenticator.unauthorized(environ)
+        environ[CONTEXT_KEY] = ctx
         request_id = new_request_id()
         try:
             reply = self._route(ApiRequest(environ, ctx, self.node, api_path), api_path)
@@ -228,18 +245,95 @@ class GlanceApp:
         return handler(req, **args)
 
 
-class _ClosingIterator:
-    """Iterate ``chunks`` and call ``close`` when the server is done (complete or aborted)."""
+class _AccessLine:
+    """The access log line of one request, written once when the server is done with the response."""
 
-    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None]) -> None:
+    def __init__(self, node: str, environ: dict[str, Any], reply: Reply, started: float) -> None:
+        self.node = node
+        self.environ = environ
+        self.reply = reply
+        self.started = started
+        self.sent = 0
+        self._written = False
+
+    def finish(self) -> None:
+        if self._written:
+            return
+        self._written = True
+        environ, seconds = self.environ, round(time.monotonic() - self.started, 6)
+        ctx = environ.get(CONTEXT_KEY)
+        user = ctx.user_id if isinstance(ctx, RequestContext) else None
+        project = ctx.project_id if isinstance(ctx, RequestContext) else None
+        method = _printable(str(environ.get("REQUEST_METHOD", "")))
+        # The path only: query values (and every header) may carry a token or a password.
+        path = _printable(str(environ.get("PATH_INFO", "")))
+        request_id = self.reply.header("x-openstack-request-id")
+        event(access_log, logging.INFO, "access", "%s %s %d %d bytes %.3f s request_id=%s user=%s project=%s client=%s",
+              method, path, self.reply.status, self.sent, seconds, request_id or "-", user or "-", project or "-",
+              environ.get("REMOTE_ADDR") or "-",
+              node=self.node, method=method, path=path, status=self.reply.status, bytes=self.sent, seconds=seconds,
+              request_id=request_id, user=user, project=project, client=environ.get("REMOTE_ADDR"))  # fmt: skip
+
+
+class _CountingIterator:
+    """Iterate ``chunks`` counting the bytes; on ``close`` (the response is done, complete or aborted)
+    release the body and write the access line."""
+
+    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None], access: _AccessLine) -> None:
         self._chunks = chunks
         self._close = close
+        self._access = access
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._chunks
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._chunks)
+        self._access.sent += len(chunk)
+        return chunk
 
     def close(self) -> None:
-        self._close()
+        try:
+            self._close()
+        finally:
+            self._access.finish()
+
+
+class _LoggedBytes(list[bytes]):
+    def __init__(self, body: bytes, access: _AccessLine) -> None:
+        super().__init__([body])
+        self._access = access
+
+    def close(self) -> None:
+        self._access.sent = len(self[0])
+        self._access.finish()
+
+
+class _LoggedFile:
+    """A file handed to ``wsgi.file_wrapper``: behaves as the file, and writes the access line when the
+    server closes it, once sent or when the client went away. The server moves the file position past what
+    it sent (also when it sends with sendfile), so the position tells the bytes sent."""
+
+    def __init__(self, handle: Any, access: _AccessLine) -> None:
+        self._handle = handle
+        self._start = handle.tell()
+        self._access = access
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                self._access.sent = self._handle.tell() - self._start
+            self._handle.close()
+        finally:
+            self._access.finish()
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so a request can never forge or split a log line."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _close_quietly(reply: Reply) -> None:

@@ -1,7 +1,7 @@
 """The server's SQL schema and database engines (SQLAlchemy 2.x Core, no ORM).
 
-Owns: the table definitions of the shared (cluster-wide) database (``images``, ``node_reference``,
-``cached_images``), the table of the deprecated per-node ``cache.db``, engine creation for SQLite,
+Owns: the table definitions of the shared (cluster-wide) database (``images``, ``image_deletions``,
+``node_reference``, ``cached_images``), the table of the deprecated per-node ``cache.db``, engine creation for SQLite,
 PostgreSQL (``postgresql+psycopg://``) and MariaDB (``mysql+pymysql://``), and race-safe table creation
 so several nodes can start against one database at the same moment.
 
@@ -29,6 +29,7 @@ __all__ = [
     "cached_images",
     "create_db_engine",
     "create_tables",
+    "image_deletions",
     "images",
     "local_cached_images",
     "local_metadata",
@@ -92,6 +93,17 @@ cached_images = sa.Table(
     ),
     sa.UniqueConstraint("image_id", "node_reference_id", name="ix_cached_images_image_id_node_reference_id"),
 )
+
+image_deletions = sa.Table(
+    "image_deletions",
+    metadata,
+    # In commit order only roughly (concurrent transactions may commit out of order): readers look back.
+    sa.Column("seq", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("image_id", sa.String(36), nullable=False, index=True),
+    sa.Column("deleted_at", sa.Double, nullable=False),  # epoch seconds, for operators
+)
+"""One row per image deletion, written in the transaction that deletes the image: every node, in any
+process, reads it to purge its cache of the image (see ``CacheEngine.sync_deletions``)."""
 
 local_metadata = sa.MetaData()
 """The one table of the deprecated per-node ``sqlite`` driver's ``<cache_dir>/cache.db``."""

@@ -12,7 +12,9 @@ Directory layout (as Glance)::
 Public API (used by app.py): ``CacheEngine`` with ``start``, ``close``, ``list_cached``, ``list_queued``,
 ``is_cached``, ``is_queued``, ``queue``, ``legacy_queue``, ``delete``, ``delete_queued``,
 ``delete_all_cached``, ``delete_all_queued``, ``clean``, ``prune``, ``cached_nodes``, ``open_cached``,
-``caching_iter``, ``purge_image``, ``wait_idle`` and ``stats``; the attribute ``driver``.
+``caching_iter``, ``purge_image``, ``sync_deletions``, ``wait_idle`` and ``stats``; the attribute ``driver``.
+Every event (queued, fill started/finished/failed, deleted, purged, prune, clean, clear, repairs) is logged
+through ``logs.event`` with this node's URL.
 
 Rules, and where we deliberately differ from Glance 33:
 
@@ -38,7 +40,13 @@ Rules, and where we deliberately differ from Glance 33:
   (store error, checksum mismatch) the queue file stays, so the failure stays visible in
   ``queued_images``; ``queue`` again or the next ``start()`` retries it.
 - ``delete``/``purge_image``/``delete_all_cached``/``prune`` cancel a fill of the same image running in
-  this process: it ends in ``invalid/`` instead of resurrecting the entry.
+  this process: it ends in ``invalid/`` instead of resurrecting the entry (after ``purge_image``, the image
+  is gone: the partial file is deleted instead).
+- Deletions made by any node, in any process, reach every engine through the shared deletion log
+  (``ImageStore.deletions_after``): ``sync_deletions`` purges them, on a timer and before each listing, and
+  ``start()`` purges entries whose image went while the engine was down. A fill commits only if the
+  catalogue still has its image with the same checksum, checked under the image's state lock that a purge
+  also takes, so a fill racing a deletion elsewhere either sees it or is purged right after.
 - Prune counts only tracked entries (row and file), so files the registry does not know about can never
   make it loop (Glance 33 spins forever on them). Files named like image ids without a row are repaired
   by ``start()``/``clean()``: adopted if their bytes verify against the image's checksums, otherwise
@@ -71,12 +79,22 @@ from typing import BinaryIO
 
 from glancecache_client.server.digesting import COPY_CHUNK, DigestingWriter
 from glancecache_client.server.keyed_locks import KeyedLocks
+from glancecache_client.server.logs import event
 from glancecache_client.server.registry import CacheRegistry
 from glancecache_client.server.store import Image, ImageStore, is_image_id
 
 __all__ = ["CacheEngine"]
 
 log = logging.getLogger(__name__)
+
+DELETION_GAP_WAIT = 60.0
+"""Seconds a missing deletion sequence number is looked for again. Concurrent transactions can commit out of
+order, so number 7 may become visible after 8; a number that never shows up (a rolled-back insert) is given up."""
+MAX_DELETION_GAPS = 10_000
+# A cancelled fill ends in invalid/ when only its cache entry was deleted, and leaves nothing behind when
+# the image itself was deleted.
+_ENTRY_DELETED = "entry deleted"
+_IMAGE_DELETED = "image deleted"
 
 
 class _Fill:
@@ -86,13 +104,16 @@ class _Fill:
     helper threads, so the stream that feeds the fill (a client's download) barely waits for them.
     """
 
-    def __init__(self, engine: CacheEngine, image: Image, out: BinaryIO) -> None:
+    def __init__(self, engine: CacheEngine, image: Image, out: BinaryIO, trigger: str) -> None:
         self.engine = engine
         self.image = image
         self.out = out
+        self.started = time.monotonic()
         self.inode = os.fstat(out.fileno()).st_ino
         self.digest = DigestingWriter(out, name=f"fill-{image.id[:8]}", direct=True)
         self.open = True
+        engine._event(logging.INFO, "fill_started", "Started caching image %s (%s)", image.id, trigger,
+                      image_id=image.id, trigger=trigger)  # fmt: skip
 
     def write(self, chunk: bytes) -> None:
         """Hand ``chunk`` to the writer; raises (OSError) if an earlier file write failed."""
@@ -132,17 +153,21 @@ class _Fill:
             os.fsync(self.out.fileno())
             mismatch = self._mismatch()
             if mismatch is not None:
-                log.error("Checksum verification failed for image %s (%s); not cached", image_id, mismatch)
-                self.abort("verification failed", quiet=True)
+                self.abort(f"Checksum verification failed ({mismatch})", level=logging.ERROR)
                 return False
             engine = self.engine
             with engine._state_lock(image_id):
-                if engine._fill_cancelled(image_id):
-                    self.abort("its cache entry was deleted during the fill")
+                cancelled = engine._fill_cancelled(image_id)
+                if cancelled is not None:
+                    self.abort(f"{cancelled} during the fill", discard=cancelled == _IMAGE_DELETED)
+                    return False
+                if not engine._image_unchanged(self.image):
+                    # Deleted on another node (any process) during the fill; a purge that comes later
+                    # waits for this state lock and finds the committed entry.
+                    self.abort(f"{_IMAGE_DELETED} during the fill", discard=True)
                     return False
                 if not self._still_ours():
-                    log.warning("Fill of image %s lost its incomplete file (cleaned as stalled?)", image_id)
-                    self._close(committed=False)
+                    self._close(committed=False, reason="its incomplete file was removed (cleaned as stalled?)")
                     return False
                 final = engine._cached_path(image_id)
                 os.replace(engine._incomplete_path(image_id), final)
@@ -157,46 +182,59 @@ class _Fill:
                     engine.registry.add(
                         image_id, size=self.digest.size, checksum=self.digest.md5_hex(), now=engine._clock()
                     )
-                except Exception:
-                    log.exception("Could not record cached image %s; moving the file to invalid/", image_id)
+                except Exception as exc:
                     with contextlib.suppress(OSError):
                         os.replace(final, engine._invalid_path(image_id))
                     engine._restore_queue_file(image_id, queued_since)
-                    self._close(committed=False)
+                    reason = f"could not record it in the registry ({exc!r}); file moved to invalid/"
+                    self._close(committed=False, reason=reason, level=logging.ERROR, exc_info=True)
                     return False
                 self._close(committed=True)
-            log.info("Cached image %s (%d bytes)", image_id, self.digest.size)
             return True
-        except Exception:
-            log.exception("Caching image %s failed", image_id)
-            self.abort("an error occurred", quiet=True)
+        except Exception as exc:
+            self.abort(f"an error occurred: {exc!r}", level=logging.ERROR, exc_info=True)
             return False
 
-    def abort(self, reason: str, *, quiet: bool = False) -> None:
-        """Move the partial file to ``invalid/`` (if it is still ours) and release it."""
+    def abort(self, reason: str, *, discard: bool = False, level: int = logging.WARNING,
+              exc_info: bool = False) -> None:  # fmt: skip
+        """Move the partial file to ``invalid/`` (or, with ``discard``, delete it) and release it."""
         if not self.open:
             return
         image_id = self.image.id
+        discard = discard or self.engine._fill_cancelled(image_id) == _IMAGE_DELETED
         self.digest.cancel()  # the helpers stop touching the file before it moves
         try:
             if self._still_ours():
-                os.replace(self.engine._incomplete_path(image_id), self.engine._invalid_path(image_id))
+                incomplete = self.engine._incomplete_path(image_id)
+                if discard:
+                    incomplete.unlink()
+                else:
+                    os.replace(incomplete, self.engine._invalid_path(image_id))
+                    reason += "; partial file moved to invalid/"
         except OSError:
-            log.exception("Could not move the partial file of image %s to invalid/", image_id)
+            log.exception("Could not move or remove the partial file of image %s", image_id)
         finally:
-            self._close(committed=False)
-        if not quiet:
-            log.warning("Caching of image %s aborted (%s); partial file moved to invalid/", image_id, reason)
+            self._close(committed=False, reason=reason, level=level, exc_info=exc_info)
 
-    def _close(self, *, committed: bool) -> None:
-        """Release the file (and its flock) and count the outcome, once."""
+    def _close(self, *, committed: bool, reason: str = "", level: int = logging.WARNING,
+               exc_info: bool = False) -> None:  # fmt: skip
+        """Release the file (and its flock), count and log the outcome, once."""
         if self.open:
             self.open = False
             self.digest.cancel()  # a no-op after close() or abort(); never leaves a helper behind
             with contextlib.suppress(OSError):
                 self.out.close()
-            self.engine._count("fills_committed" if committed else "fills_failed")
-            self.engine._forget_fill(self.image.id)
+            engine, image_id, size = self.engine, self.image.id, self.digest.size
+            seconds = round(time.monotonic() - self.started, 3)
+            engine._count("fills_committed" if committed else "fills_failed")
+            engine._forget_fill(image_id)
+            if committed:
+                engine._event(logging.INFO, "fill_finished", "Cached image %s (%d bytes in %.3f s)",
+                              image_id, size, seconds, image_id=image_id, bytes=size, seconds=seconds)  # fmt: skip
+            else:
+                engine._event(level, "fill_failed", "Caching image %s failed after %d bytes in %.3f s: %s",
+                              image_id, size, seconds, reason, exc_info=exc_info,
+                              image_id=image_id, bytes=size, seconds=seconds, reason=reason)  # fmt: skip
 
 
 class CacheEngine:
@@ -213,6 +251,7 @@ class CacheEngine:
         stall_time: int,
         workers: int = 4,
         clock: Callable[[], float] = time.time,
+        deletion_poll_interval: float = 1.0,
     ) -> None:
         self.node_url = node_url
         self.cache_dir = Path(cache_dir)
@@ -235,8 +274,17 @@ class CacheEngine:
         # an id once nobody uses its lock, so a long-lived node does not keep a lock per image ever seen.
         self._fill_locks = KeyedLocks()
         self._state_locks = KeyedLocks()
-        # Image id -> True once a delete cancelled it, for each fill of this engine that has not ended yet.
-        self._running_fills: dict[str, bool] = {}
+        # Image id -> None, or why it was cancelled (_ENTRY_DELETED, _IMAGE_DELETED), for each fill of this
+        # engine that has not ended yet.
+        self._running_fills: dict[str, str | None] = {}
+        # The deletion log (see sync_deletions): highest sequence number read, and the lower ones not seen
+        # yet (sequence number -> monotonic time first missed).
+        self._deletion_guard = threading.Lock()
+        self._deletions_read = 0
+        self._deletion_gaps: dict[int, float] = {}
+        self._deletion_poll_interval = deletion_poll_interval
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._named_locks = {"clean": threading.Lock(), "prune": threading.Lock()}
         self._tasks: queue_module.Queue[str | None] = queue_module.Queue()
         self._waiting: set[str] = set()
@@ -252,10 +300,12 @@ class CacheEngine:
         """Create the layout, repair what a crash left behind, start the workers and re-submit the queue."""
         for directory in (self.cache_dir, self._incomplete_dir, self._invalid_dir, self._queue_dir, self._locks_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        # Deletions from here on are read from the log; the repair below catches those made before.
+        self._deletions_read = self.store.last_deletion()
         with self._exclusive("clean"):
             for path in self._files(self._incomplete_dir):
                 if self._remove_if_abandoned(path):
-                    log.info("Removed abandoned partial file %s", path)
+                    self._event(logging.INFO, "repaired", "Removed abandoned partial file %s", path)
             self._repair()
         self._stopping = False
         if not self._threads:
@@ -265,10 +315,18 @@ class CacheEngine:
                 self._threads.append(thread)
         for image_id in self.list_queued():
             self._submit(image_id)
+        if self._watcher is None and self._deletion_poll_interval > 0:
+            self._watch_stop.clear()
+            self._watcher = threading.Thread(target=self._watch_deletions, name="cache-deletions", daemon=True)
+            self._watcher.start()
 
     def close(self) -> None:
         """Stop the workers (a fill in progress gets a few seconds) and release the registry."""
         self._stopping = True  # ids still waiting are skipped: their queue files survive for the next start
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+            self._watcher = None
         threads, self._threads = self._threads, []
         for _ in threads:
             self._tasks.put(None)
@@ -293,6 +351,7 @@ class CacheEngine:
 
     def list_cached(self) -> list[dict[str, object]]:
         """This node's entries in Glance 33's wire shape for the driver (see ``CacheEntry.wire``)."""
+        self.sync_deletions()
         rows = self.registry.wire_entries()
         # Scanned after the query: a fill renames its file before inserting its row, so every row read
         # above whose entry still exists has its file seen here.
@@ -301,6 +360,7 @@ class CacheEngine:
 
     def list_queued(self) -> list[str]:
         """Queued image ids, oldest queue file first (ties by id)."""
+        self.sync_deletions()
         found: list[tuple[int, str]] = []
         for path in self._files(self._queue_dir):
             if is_image_id(path.name):
@@ -326,11 +386,14 @@ class CacheEngine:
 
     def queue(self, image_id: str) -> None:
         """Queue the image and hand it to the worker pool; a no-op when it is already cached."""
-        if self.legacy_queue(image_id) or self.is_queued(image_id):
+        if self._write_queue_file(image_id, "api") or self.is_queued(image_id):
             self._submit(image_id)
 
     def legacy_queue(self, image_id: str) -> bool:
         """Write the queue file only (``PUT /v2/queued_images/{id}``); False if cached or already queued."""
+        return self._write_queue_file(image_id, "legacy")
+
+    def _write_queue_file(self, image_id: str, via: str) -> bool:
         if not is_image_id(image_id):
             raise ValueError(f"image id {image_id!r} is not a UUID")
         if self.is_cached(image_id):
@@ -340,34 +403,77 @@ class CacheEngine:
                 pass
         except FileExistsError:
             return False
+        self._event(logging.INFO, "queued", "Queued image %s (%s)", image_id, via, image_id=image_id, via=via)
         return True
 
     def delete_queued(self, image_id: str) -> None:
-        if is_image_id(image_id):
-            self._unlink(self._queue_path(image_id))
+        if is_image_id(image_id) and self._unlink(self._queue_path(image_id)):
+            self._event(logging.INFO, "dequeued", "Removed image %s from the queue", image_id, image_id=image_id)
 
     def delete_all_queued(self) -> int:
         removed = 0
         for path in self._files(self._queue_dir):
             if is_image_id(path.name) and self._unlink(path):
                 removed += 1
+        self._event(logging.INFO, "clear", "Cleared the queue: %d images", removed, target="queue", images=removed)
         return removed
 
     # -- delete ----------------------------------------------------------------------------------------
 
     def delete(self, image_id: str) -> None:
         """Remove the cached file, this node's row and the queue file; cancel a running fill. Idempotent."""
-        if not is_image_id(image_id):
-            return
-        with self._state_lock(image_id):
-            self._cancel_fill(image_id)
-            self._unlink(self._cached_path(image_id))
-            self.registry.remove(image_id)
-            self._unlink(self._queue_path(image_id))
+        if self._delete(image_id, _ENTRY_DELETED):
+            self._event(logging.INFO, "deleted", "Deleted image %s from the cache", image_id, image_id=image_id)
 
-    def purge_image(self, image_id: str) -> None:
-        """The image was deleted from the catalogue: drop everything this node holds for it."""
-        self.delete(image_id)
+    def _delete(self, image_id: str, why: str) -> bool:
+        """``delete`` without the log line; True if there was anything to delete."""
+        if not is_image_id(image_id):
+            return False
+        with self._state_lock(image_id):
+            found = self._cancel_fill(image_id, why)
+            found = self._unlink(self._cached_path(image_id)) or found
+            found = self.registry.remove(image_id) or found
+            found = self._unlink(self._queue_path(image_id)) or found
+            if why == _IMAGE_DELETED:
+                found = self._unlink(self._invalid_path(image_id)) or found
+        return found
+
+    def purge_image(self, image_id: str, seen: str = "on this node's cluster") -> None:
+        """The image was deleted from the catalogue: drop everything this node holds for it, a fill in
+        progress included (it leaves nothing behind)."""
+        if self._delete(image_id, _IMAGE_DELETED):
+            self._event(logging.INFO, "purged", "Purged deleted image %s from the cache (deletion seen %s)",
+                        image_id, seen, image_id=image_id, seen=seen)  # fmt: skip
+
+    def sync_deletions(self) -> int:
+        """Purge every image deleted since the last call, on any node in any process. Returns how many
+        deletions were new to this engine. Runs on a timer (``deletion_poll_interval``) and before every
+        listing, so a node never lists an image another process deleted. (Serving one is ruled out
+        before: a download looks the image up first, and ``open_cached`` checks the checksum.)
+        """
+        with self._deletion_guard:
+            gaps, read = self._deletion_gaps, self._deletions_read
+            rows = self.store.deletions_after(read, gaps)
+            fresh = [image_id for seq, image_id in rows if seq > read or gaps.pop(seq, None) is not None]
+            now = time.monotonic()
+            if rows and rows[-1][0] > read:
+                seen = {seq for seq, _ in rows}
+                for missing in range(read + 1, rows[-1][0]):
+                    if missing not in seen and len(gaps) < MAX_DELETION_GAPS:
+                        gaps[missing] = now
+                self._deletions_read = rows[-1][0]
+            for seq in [seq for seq, since in gaps.items() if now - since > DELETION_GAP_WAIT]:
+                del gaps[seq]
+        for image_id in fresh:
+            self.purge_image(image_id, seen="in the shared deletion log")
+        return len(fresh)
+
+    def _watch_deletions(self) -> None:
+        while not self._watch_stop.wait(self._deletion_poll_interval):
+            try:
+                self.sync_deletions()
+            except Exception:
+                log.exception("Reading the image deletion log failed (node %s); retrying", self.node_url)
 
     def delete_all_cached(self) -> int:
         """Remove every cached image of this node (tracked or stray id-named files). Returns how many."""
@@ -375,15 +481,22 @@ class CacheEngine:
         image_ids.update(path.name for path in self._files(self.cache_dir) if is_image_id(path.name))
         for image_id in image_ids:
             with self._state_lock(image_id):
-                self._cancel_fill(image_id)
+                self._cancel_fill(image_id, _ENTRY_DELETED)
                 self._unlink(self._cached_path(image_id))
                 self.registry.remove(image_id)
+        self._event(logging.INFO, "clear", "Cleared the cache: %d images", len(image_ids), target="cache",
+                    images=len(image_ids))  # fmt: skip
         return len(image_ids)
 
     # -- reading and filling ---------------------------------------------------------------------------
 
-    def open_cached(self, image_id: str) -> tuple[BinaryIO, int] | None:
-        """Open a cached image for a full read: counts a hit and sets last_accessed. None if not cached."""
+    def open_cached(self, image_id: str, checksum: str | None = None) -> tuple[BinaryIO, int] | None:
+        """Open a cached image for a full read: counts a hit and sets last_accessed. None if not cached.
+
+        With ``checksum`` (the image's md5 now), an entry cached under another checksum is not served but
+        purged: the image was deleted and its id created again, on a node whose deletion log read is still
+        to come. (The caller has just found the image in the catalogue, so it is not deleted.)
+        """
         if not is_image_id(image_id):
             return None
         try:
@@ -391,8 +504,11 @@ class CacheEngine:
         except FileNotFoundError:
             return None
         # A file without a row is not a cache entry (a crash leftover awaiting repair): not served.
-        if not self.registry.record_hit(image_id, now=self._clock()):
+        if not self.registry.record_hit(image_id, now=self._clock(), checksum=checksum):
             data.close()
+            entry = self.registry.get(image_id) if checksum is not None else None
+            if entry is not None and entry.checksum != checksum:
+                self.purge_image(image_id, seen="at a hit: its id names a new image")
             return None
         return data, os.fstat(data.fileno()).st_size
 
@@ -413,7 +529,7 @@ class CacheEngine:
             yield from chunks
             return
         try:
-            fill = None if self.is_cached(image_id) else self._begin_fill(image)
+            fill = None if self.is_cached(image_id) else self._begin_fill(image, "download")
             if fill is None:
                 yield from chunks
                 return
@@ -423,7 +539,7 @@ class CacheEngine:
                         try:
                             fill.write(chunk)
                         except OSError as exc:
-                            fill.abort(f"write failed: {exc}")
+                            fill.abort(f"the cache write failed: {exc}")
                     yield chunk
             except GeneratorExit:
                 fill.abort("the client closed the download early")
@@ -455,23 +571,26 @@ class CacheEngine:
                 files += 1
                 pruned += entry.size
                 total -= entry.size
-            if files:
-                log.info("Pruned %d cached images (%d bytes)", files, pruned)
+            self._event(logging.INFO, "prune", "Pruned %d cached images (%d bytes); %d bytes remain cached (max %d)",
+                        files, pruned, total, self.max_size, files=files, bytes=pruned, remaining_bytes=total,
+                        max_size=self.max_size)  # fmt: skip
             return files, pruned
 
     def clean(self) -> None:
         """Delete ``invalid/`` files and ``incomplete/`` files untouched for stall_time; repair leftovers."""
         with self._exclusive("clean"):
-            for path in self._files(self._invalid_dir):
-                self._unlink(path)
+            invalid = sum(self._unlink(path) for path in self._files(self._invalid_dir))
+            stalled = 0
             older_than = time.time() - self.stall_time
             for path in self._files(self._incomplete_dir):
                 try:
                     if path.stat().st_mtime < older_than:
-                        self._unlink(path)
+                        stalled += self._unlink(path)
                 except FileNotFoundError:
                     continue
             self._repair()
+        self._event(logging.INFO, "clean", "Cleaned the cache: %d invalid and %d stalled files removed",
+                    invalid, stalled, invalid_files=invalid, stalled_files=stalled)  # fmt: skip
 
     # -- worker pool -----------------------------------------------------------------------------------
 
@@ -507,7 +626,8 @@ class CacheEngine:
                 if not self._stopping:
                     self._cache_queued(image_id)
             except Exception:
-                log.exception("Caching queued image %s failed", image_id)
+                self._event(logging.ERROR, "fill_failed", "Caching queued image %s failed", image_id,
+                            exc_info=True, image_id=image_id)  # fmt: skip
             finally:
                 with self._guard:
                     self._outstanding -= 1
@@ -520,7 +640,8 @@ class CacheEngine:
         image = self.store.get(image_id)
         if image is None or image.status != "active":
             state = "deleted" if image is None else f"not active ({image.status})"
-            log.warning("Image %s is %s; dropping it from the cache queue", image_id, state)
+            self._event(logging.WARNING, "dequeued", "Image %s is %s; dropping it from the cache queue", image_id,
+                        state, image_id=image_id, reason=f"image {state}")  # fmt: skip
             self._unlink(self._queue_path(image_id))
             return
         if not self._fill_locks.try_acquire(image_id):
@@ -536,41 +657,47 @@ class CacheEngine:
             if self.is_cached(image_id):
                 self._unlink(self._queue_path(image_id))
                 return
-            fill = self._begin_fill(image)
+            fill = self._begin_fill(image, "queue")
             if fill is None:
                 if self.is_cached(image_id):
                     self._unlink(self._queue_path(image_id))
                 else:
-                    log.info("Image %s is being cached by another process; leaving it queued", image_id)
+                    self._event(logging.INFO, "fill_skipped",
+                                "Image %s is being cached by another process; leaving it queued", image_id,
+                                image_id=image_id)  # fmt: skip
                 return
             try:
                 for chunk in self.store.iter_data(image_id, COPY_CHUNK):
                     fill.write(chunk)
             except Exception as exc:
-                fill.abort(f"{exc!r}", quiet=True)
-                log.error("Caching queued image %s failed: %r; it stays queued", image_id, exc)
+                if self.store.get(image_id) is None:  # deleted meanwhile: nothing to keep or retry
+                    fill.abort(f"{_IMAGE_DELETED} during the fill", discard=True)
+                    self._unlink(self._queue_path(image_id))
+                    return
+                fill.abort(f"the store read failed: {exc!r}; it stays queued", level=logging.ERROR)
                 return
             if not fill.finish():
-                log.error("Caching queued image %s failed; it stays queued", image_id)
+                self._event(logging.ERROR, "still_queued", "Caching queued image %s failed; it stays queued",
+                            image_id, image_id=image_id)  # fmt: skip
         finally:
             self._release_fill_lock(image_id)
 
     # -- fills -----------------------------------------------------------------------------------------
 
-    def _begin_fill(self, image: Image) -> _Fill | None:
+    def _begin_fill(self, image: Image, trigger: str) -> _Fill | None:
         """Create ``incomplete/<id>`` exclusively. None if another live writer (process) holds it."""
         image_id = image.id
         path = self._incomplete_path(image_id)
         # Tracked from before the file exists, so a delete from now on cancels this fill; the caller holds
         # the image's fill lock, so no other fill of this engine tracks the same id.
         with self._guard:
-            self._running_fills[image_id] = False
-        fill = self._create_fill(image, path)
+            self._running_fills[image_id] = None
+        fill = self._create_fill(image, path, trigger)
         if fill is None:
             self._forget_fill(image_id)
         return fill
 
-    def _create_fill(self, image: Image, path: Path) -> _Fill | None:
+    def _create_fill(self, image: Image, path: Path, trigger: str) -> _Fill | None:
         image_id = image.id
         for attempt in range(2):
             try:
@@ -580,7 +707,8 @@ class CacheEngine:
                     continue
                 return None
             except OSError:
-                log.exception("Cannot create %s; image %s is not cached this time", path, image_id)
+                self._event(logging.ERROR, "fill_failed", "Cannot create %s; image %s is not cached this time",
+                            path, image_id, exc_info=True, image_id=image_id)  # fmt: skip
                 return None
             if self.is_cached(image_id):
                 # Another process committed it between our check and our create.
@@ -588,7 +716,7 @@ class CacheEngine:
                 out.close()
                 return None
             self._count("fills_started")
-            return _Fill(self, image, out)
+            return _Fill(self, image, out, trigger)
         return None
 
     @staticmethod
@@ -646,13 +774,18 @@ class CacheEngine:
     # -- repair ----------------------------------------------------------------------------------------
 
     def _repair(self) -> None:
-        """Make rows, files and queue agree again after a crash (caller holds the clean lock)."""
+        """Make rows, files and queue agree again after a crash, and with the catalogue after deletions
+        this engine did not see (made while it was down). The caller holds the clean lock."""
         for entry in self.registry.entries():
-            if not self._cached_path(entry.image_id).is_file():
+            image = self.store.get(entry.image_id)
+            if image is None or image.checksum not in (None, entry.checksum):  # deleted, or its id reused
+                self.purge_image(entry.image_id, seen="in the image catalogue")
+            elif not self._cached_path(entry.image_id).is_file():
                 with self._state_lock(entry.image_id):
                     if not self._cached_path(entry.image_id).is_file():
                         self.registry.remove(entry.image_id)
-                        log.warning("Removed the registry row of image %s: its file is gone", entry.image_id)
+                        self._event(logging.WARNING, "repaired", "Removed the registry row of image %s: its file "
+                                    "is gone", entry.image_id, image_id=entry.image_id)  # fmt: skip
         for path in self._files(self.cache_dir):
             if is_image_id(path.name) and self.registry.get(path.name) is None:
                 with self._state_lock(path.name):
@@ -681,10 +814,12 @@ class CacheEngine:
             )
             if verified:
                 self.registry.add(image_id, size=size, checksum=md5.hexdigest(), now=path.stat().st_mtime)
-                log.info("Adopted cached file of image %s left without a registry row", image_id)
+                self._event(logging.INFO, "repaired", "Adopted cached file of image %s left without a registry row",
+                            image_id, image_id=image_id)  # fmt: skip
                 return
         os.replace(path, self._invalid_path(image_id))
-        log.warning("Moved unverifiable cache file %s to invalid/", path)
+        self._event(logging.WARNING, "repaired", "Moved unverifiable cache file %s to invalid/", path,
+                    image_id=image_id)  # fmt: skip
 
     # -- paths, locks, small helpers -------------------------------------------------------------------
 
@@ -734,14 +869,28 @@ class CacheEngine:
     def _state_lock(self, image_id: str) -> contextlib.AbstractContextManager[None]:
         return self._state_locks.hold(image_id)
 
-    def _cancel_fill(self, image_id: str) -> None:
+    def _cancel_fill(self, image_id: str, why: str) -> bool:
+        """Make a running fill of the image end without an entry (``why`` decides where its file goes).
+        True if there was one."""
         with self._guard:
-            if image_id in self._running_fills:
-                self._running_fills[image_id] = True
+            if image_id not in self._running_fills:
+                return False
+            if self._running_fills[image_id] != _IMAGE_DELETED:  # the stronger cancellation stays
+                self._running_fills[image_id] = why
+            return True
 
-    def _fill_cancelled(self, image_id: str) -> bool:
+    def _fill_cancelled(self, image_id: str) -> str | None:
         with self._guard:
-            return self._running_fills.get(image_id, False)
+            return self._running_fills.get(image_id)
+
+    def _image_unchanged(self, image: Image) -> bool:
+        """True while the catalogue still has ``image`` with the same data (not deleted, id not reused)."""
+        current = self.store.get(image.id)
+        return current is not None and current.checksum == image.checksum
+
+    def _event(self, level: int, name: str, message: str, *args: object, exc_info: bool = False,
+               **fields: object) -> None:  # fmt: skip
+        event(log, level, name, message, *args, node=self.node_url, exc_info=exc_info, wrappers=1, **fields)
 
     def _forget_fill(self, image_id: str) -> None:
         with self._guard:

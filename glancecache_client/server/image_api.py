@@ -264,7 +264,7 @@ def download_image(req: ApiRequest, image_id: str) -> Reply:
     # A deactivated image (readable by admins only) is passed through to the store, never served from the
     # cache, as Glance's cache middleware does; the full read still fills the cache below.
     if engine is not None and image.status == "active":
-        cached = engine.open_cached(image_id)
+        cached = engine.open_cached(image_id, image.checksum)
         if cached is not None:
             data, size = cached
             headers.append(("Content-Length", str(size)))

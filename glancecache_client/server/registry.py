@@ -179,14 +179,14 @@ class CacheRegistry:
         driver = self.driver
         return [_wire(driver, values) for values in self._values()]
 
-    def record_hit(self, image_id: str, now: float | None = None) -> bool:
-        """hits + 1 and last_accessed = now, atomically in SQL. False if the image has no row."""
+    def record_hit(self, image_id: str, now: float | None = None, checksum: str | None = None) -> bool:
+        """hits + 1 and last_accessed = now, atomically in SQL. False if the image has no row (or, with
+        ``checksum``, no row with that checksum)."""
         stamp = time.time() if now is None else now
-        statement = (
-            sa.update(self._table)
-            .where(self._table.c.image_id == image_id, self._scoped())
-            .values(hits=self._table.c.hits + 1, last_accessed=stamp)
-        )
+        statement = sa.update(self._table).where(self._table.c.image_id == image_id, self._scoped())
+        if checksum is not None:
+            statement = statement.where(self._table.c.checksum == checksum)
+        statement = statement.values(hits=self._table.c.hits + 1, last_accessed=stamp)
         with self._db.begin() as conn:
             return bool(conn.execute(statement).rowcount)
 

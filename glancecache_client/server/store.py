@@ -7,7 +7,8 @@ Public API (used by app.py and engine.py):
 
 - ``Image``: a frozen snapshot of one image's metadata (times are aware UTC datetimes).
 - ``ImageStore(db, images_dir)``: ``create``, ``get``, ``list``, ``upload``, ``data_path``, ``iter_data``,
-  ``set_status``, ``delete``.
+  ``set_status``, ``delete``; the deletion log every node's cache engine reads: ``deletions_after``
+  and ``last_deletion`` (``delete`` records each deletion in table ``image_deletions``).
 - ``is_image_id(text)``: True for a canonical 36-character UUID; every path built from an image id is
   built only after this check, so no id can escape a directory.
 - Errors: ``ImageConflict`` (create with an id that exists, upload when the image is not ``queued``),
@@ -147,7 +148,7 @@ class ImageStore:
         self._db = db
         self._images_dir = Path(images_dir)
         self._images_dir.mkdir(parents=True, exist_ok=True)
-        schema.create_tables(db, [schema.images])
+        schema.create_tables(db, [schema.images, schema.image_deletions])
 
     @property
     def images_dir(self) -> Path:
@@ -233,6 +234,8 @@ class ImageStore:
             raise ImageNotFound(image_id)
         with self._db.begin() as conn:
             deleted = conn.execute(sa.delete(schema.images).where(schema.images.c.id == image_id)).rowcount
+            if deleted:  # in the same transaction: no node can see the image gone but not the deletion
+                conn.execute(sa.insert(schema.image_deletions).values(image_id=image_id, deleted_at=time.time()))
         # Readers that already opened the file keep reading it (POSIX); new readers see no image.
         with contextlib.suppress(FileNotFoundError):
             self.data_path(image_id).unlink()
@@ -312,6 +315,24 @@ class ImageStore:
                 final.unlink()
             raise
         return self._must_get(image_id)
+
+    # -- deletion log: how cache engines in every process learn that an image was deleted ---------------
+
+    def deletions_after(self, seq: int, also: Iterable[int] = ()) -> Sequence[tuple[int, str]]:
+        """(seq, image_id) of the deletions with a sequence number above ``seq`` or in ``also``, lowest first."""
+        log = schema.image_deletions
+        wanted = log.c.seq > seq
+        extra = sorted(also)
+        if extra:
+            wanted = sa.or_(wanted, log.c.seq.in_(extra))
+        query = sa.select(log.c.seq, log.c.image_id).where(wanted).order_by(log.c.seq)
+        with self._db.connect() as conn:
+            return [(int(seq), str(image_id)) for seq, image_id in conn.execute(query)]
+
+    def last_deletion(self) -> int:
+        """The highest deletion sequence number so far (0 if no image was ever deleted)."""
+        with self._db.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(schema.image_deletions.c.seq))).scalar() or 0)
 
     # -- helpers ---------------------------------------------------------------------------------------
 

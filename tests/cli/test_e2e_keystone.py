@@ -124,3 +124,95 @@ def test_os_cloud_reads_clouds_yaml(keystone, tmp_path):
     assert isinstance(json.loads(result.stdout), list)
     wrong = glance("--os-cloud", "nope", *hosts(keystone.urls), "cache-list", env=env)
     assert wrong.returncode == exitcodes.USAGE and "nope" in wrong.stderr
+
+
+# -- one line and the documented status for every way identity can be wrong (issue 8), clouds.yaml (issue 9) --
+
+
+def one_line(result) -> str:
+    assert_no_traceback(result)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def test_a_rejected_token_is_named_in_the_hint(keystone):
+    result = glance(*hosts(keystone.urls[:1]), "cache-list", env={"OS_TOKEN": "bogus"})
+    assert result.returncode == exitcodes.AUTH
+    line = one_line(result)
+    assert "HTTP 401" in line and "rejected the token given with --os-token/OS_TOKEN" in line
+    assert "give credentials" not in line
+
+
+def test_a_user_name_without_a_password_is_a_usage_error(keystone):
+    env = {"OS_AUTH_URL": keystone.identity_url, "OS_USERNAME": "admin", "OS_PROJECT_NAME": "admin"}
+    result = glance(*hosts(keystone.urls[:1]), "cache-list", env=env)
+    assert result.returncode == exitcodes.USAGE
+    assert "OS_PASSWORD" in one_line(result)
+
+
+def write_clouds(directory, auth: str, extra: str = "") -> dict[str, str]:
+    clouds = directory / "clouds.yaml"
+    clouds.write_text("clouds:\n  lab:\n" + extra + "    auth:\n" + auth)
+    return {"OS_CLIENT_CONFIG_FILE": str(clouds)}
+
+
+def lab_auth(keystone: Cluster, password: bool = True) -> str:
+    return (
+        f"      auth_url: {keystone.identity_url}\n"
+        "      username: admin\n"
+        + ("      password: admin\n" if password else "")
+        + "      project_name: admin\n"
+        "      user_domain_name: Default\n"
+        "      project_domain_name: Default\n"
+    )
+
+
+def test_a_cloud_without_a_password_is_a_usage_error(keystone, tmp_path):
+    env = write_clouds(tmp_path, lab_auth(keystone, password=False))
+    result = glance("--os-cloud", "lab", *hosts(keystone.urls[:1]), "cache-list", env=env)
+    assert result.returncode == exitcodes.USAGE
+    line = one_line(result)
+    assert "lab" in line and "password" in line
+
+
+def test_secure_yaml_supplies_the_password_and_the_cloud_names_the_node(keystone, tmp_path):
+    # No --host: the cloud's image endpoint is the node; the password comes from secure.yaml beside it.
+    env = write_clouds(
+        tmp_path, lab_auth(keystone, password=False), f"    image_endpoint_override: {keystone.urls[0]}\n"
+    )
+    secure = tmp_path / "secure.yaml"
+    secure.write_text("clouds:\n  lab:\n    auth:\n      password: admin\n")
+    env["OS_CLIENT_SECURE_FILE"] = str(secure)
+    result = glance("--os-cloud", "lab", "cache-list", "-f", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)
+
+
+def test_a_noauth_cloud_with_an_endpoint_reaches_its_node(tmp_path):
+    with run_cluster(nodes=1, auth="noauth", data_dir=tmp_path / "data") as noauth:
+        env = write_clouds(tmp_path, f"      endpoint: {noauth.url}\n", "    auth_type: none\n")
+        result = glance("--os-cloud", "lab", "cache-list", "-f", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_insecure_keystone_over_tls_prints_one_warning_line(tmp_path):
+    from tests.tls import TLSProxy, make_certificates
+
+    certs = make_certificates(tmp_path / "pki")
+    with run_cluster(nodes=1, auth="keystone", data_dir=tmp_path / "data") as cluster:
+        proxy = TLSProxy(cluster.url, certs)
+        try:
+            identity = proxy.url + cluster.identity_url.removeprefix(cluster.url)
+            result = glance(
+                "--insecure", "--os-auth-url", identity, "--os-username", "admin", "--os-password", "admin",
+                "--os-project-name", "admin", "-H", proxy.url, "cache-list", "-f", "json",
+            )  # fmt: skip
+        finally:
+            proxy.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "Warning: TLS verification is off (--insecure/OS_INSECURE): certificates of the nodes and Keystone are "
+        "not checked"
+    ]

@@ -51,7 +51,8 @@ def test_os_cacert_from_the_environment(https_nodes: HTTPSNodes) -> None:
 
 def test_insecure_skips_verification(https_nodes: HTTPSNodes) -> None:
     done = glance("--insecure", *hosts(https_nodes.urls), "cache-list", "-f", "json")
-    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("Warning: TLS verification is off") and done.stderr.count("\n") == 1
 
 
 def test_client_certificate_options_and_variables_for_mutual_tls(https_nodes: HTTPSNodes) -> None:
@@ -113,3 +114,17 @@ def test_a_key_without_its_certificate_is_a_usage_error(https_nodes: HTTPSNodes)
     assert_no_traceback(done)
     assert done.returncode == exitcodes.USAGE
     assert one_error_line(done.stderr) == "Error: --os-key needs --os-cert (the client certificate that key belongs to)"
+
+
+def test_a_clouds_yaml_cloud_gives_the_node_and_its_tls_files(https_nodes: HTTPSNodes, tmp_path: Path) -> None:
+    # auth_type none with auth.endpoint (as OSC users write a noauth cloud), and the cloud's cacert, cert and key.
+    certs = https_nodes.certs
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  lab:\n    auth_type: none\n"
+        f"    auth:\n      endpoint: {https_nodes.mtls_urls[0]}\n"
+        f"    cacert: {certs.ca}\n    cert: {certs.client_cert}\n    key: {certs.client_key}\n"
+    )
+    done = glance("--os-cloud", "lab", "cache-list", "-f", "json", env={"OS_CLIENT_CONFIG_FILE": str(clouds)})
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert isinstance(json.loads(done.stdout), list)

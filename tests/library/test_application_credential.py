@@ -10,7 +10,7 @@ from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-from glancecache_client import CacheClient, Cluster
+from glancecache_client import CacheClient, Cluster, errors
 from glancecache_client.server.runner import Cluster as ServerCluster
 from glancecache_client.server.runner import run_cluster
 
@@ -55,6 +55,9 @@ def test_cache_client_with_the_auth_plugin(keystone: ServerCluster) -> None:
 def test_a_wrong_secret_is_refused_by_keystone(keystone: ServerCluster) -> None:
     before = keystone.tokens_issued
     with CacheClient(keystone.urls[0], auth=application_credential(keystone, "wrong")) as client:
-        with pytest.raises(ks_exceptions.Unauthorized):
+        with pytest.raises(errors.IdentityFailure) as caught:
             client.list()
+    # The library raises only its own errors; keystoneauth1's refusal is the cause.
+    assert isinstance(caught.value.__cause__, ks_exceptions.Unauthorized)
+    assert caught.value.node == keystone.urls[0]
     assert keystone.tokens_issued == before

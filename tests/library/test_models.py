@@ -103,3 +103,12 @@ def test_clear_target_parse(given: str, target: ClearTarget, header: str | None)
 def test_clear_target_unknown() -> None:
     with pytest.raises(ValueError, match="unknown clear target 'everything'"):
         ClearTarget.parse("everything")
+
+
+def test_an_empty_checksum_is_none_and_hostile_values_are_refused() -> None:
+    entry = {"image_id": "3c021162-1e38-461a-a362-e154bf54e241", "size": 1, "hits": 0, "checksum": ""}
+    assert CachedImage.from_api(entry, "n").checksum is None
+    for bad in ({"size": -1}, {"hits": 1.5}, {"last_accessed": 1e20}, {"last_accessed": "nan"},
+                {"last_modified": -5}, {"checksum": "\x1b[2J"}, {"image_id": "a\nb"}):  # fmt: skip
+        with pytest.raises(ValueError):
+            CachedImage.from_api({**entry, **bad}, "n")

@@ -8,55 +8,29 @@ A server that does not answer skips its tests with the reason; any other failure
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 
 from glancecache_client.server import db as schema
 from glancecache_client.server.engine import CacheEngine
 from glancecache_client.server.registry import CacheRegistry
 from glancecache_client.server.store import Image, ImageStore
 
-SERVERS = {
-    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test",
-}
-
-
-def _private_database(kind: str) -> Iterator[str]:
-    admin_url = sa.make_url(SERVERS[kind])
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except sa_exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"{kind} at {admin_url.host}:{admin_url.port} does not answer: {exc.orig}")
-    name = f"gc_engine_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        drop = f"DROP DATABASE {name} WITH (FORCE)" if kind == "postgresql" else f"DROP DATABASE {name}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(drop)
-        admin.dispose()
+from ..databases import private_database
 
 
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
-    yield from _private_database("postgresql")
+    yield from private_database("postgresql", "gc_engine")
 
 
 @pytest.fixture(scope="session")
 def mariadb_url() -> Iterator[str]:
-    yield from _private_database("mariadb")
+    yield from private_database("mariadb", "gc_engine")
 
 
 def _fresh_tables(engine: sa.Engine) -> None:
@@ -125,6 +99,7 @@ def make_node(tmp_path: Path, sqlite_db: sa.Engine, store: ImageStore) -> Iterat
         db: sa.Engine | None = None,
         image_store: ImageStore | None = None,
         start: bool = True,
+        deletion_poll_interval: float = 1.0,
     ) -> Node:
         cache_dir = tmp_path / name / "cache"
         node_url = f"http://{name}"
@@ -141,6 +116,7 @@ def make_node(tmp_path: Path, sqlite_db: sa.Engine, store: ImageStore) -> Iterat
             stall_time=stall_time,
             workers=workers,
             clock=clock,
+            deletion_poll_interval=deletion_poll_interval,
         )
         started.append(engine)
         if start:

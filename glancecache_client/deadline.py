@@ -1,0 +1,107 @@
+"""An overall deadline for a request: connect, send and the whole response, not each read alone.
+
+httpx's timeouts bound each socket operation, so a node that drips one byte a second never trips a 3 s read
+timeout and a request can run for minutes. Here every socket operation of the transport is given the time
+left until the deadline of the request in progress (a context variable set by :func:`bounded`), and fails
+with httpcore's own timeout error once none is left, which httpx turns into ``httpx.TimeoutException``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import httpcore
+import httpx
+
+__all__ = ["bounded", "deadline_transport", "passed"]
+
+_DEADLINE: ContextVar[float | None] = ContextVar("glancecache_deadline", default=None)
+
+
+@contextmanager
+def bounded(at: float) -> Iterator[None]:
+    """Requests made inside the block end by ``at`` (a ``time.monotonic()`` value); nested blocks keep the
+    earlier deadline, so a wait's deadline also bounds each request it makes."""
+    current = _DEADLINE.get()
+    token = _DEADLINE.set(at if current is None else min(at, current))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def passed(at: float) -> bool:
+    """Whether deadline ``at`` has passed, give or take the few milliseconds by which a socket timeout set
+    to the time left may fire before the monotonic clock reaches ``at``."""
+    return time.monotonic() >= at - 0.05
+
+
+def _left(timeout: float | None, error: type[Exception]) -> float | None:
+    """The socket timeout to use now: the operation's own, cut to what is left of the deadline."""
+    at = _DEADLINE.get()
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise error("the request's overall deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _Stream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, _left(timeout, httpcore.ConnectTimeout), local_address, socket_options
+        )
+        return _Stream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        return _Stream(self._inner.connect_unix_socket(path, _left(timeout, httpcore.ConnectTimeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def deadline_transport(**options: Any) -> httpx.HTTPTransport:
+    """An ``httpx.HTTPTransport(**options)`` whose sockets honour :func:`bounded` deadlines."""
+    transport = httpx.HTTPTransport(**options)
+    pool = transport._pool  # httpx exposes no network_backend option; its pool (httpcore) takes one
+    pool._network_backend = _Backend(pool._network_backend)  # (tests/library/test_limits.py proves it works)
+    return transport

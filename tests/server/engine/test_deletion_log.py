@@ -1,0 +1,164 @@
+"""The deletion log: how a cache engine learns that an image was deleted by some other node, in any process.
+
+Each engine here stands for a node of its own process: it is never told about a deletion (no ``purge_image``
+call), it only reads the shared ``image_deletions`` table as every node does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from glancecache_client.server import db as schema
+from glancecache_client.server.store import ImageStore
+
+from .conftest import NodeFactory, active_image
+
+KIB = 1024
+
+
+def _cached_on_disk(cache_dir: os.PathLike[str], image_id: str) -> list[str]:
+    return [
+        f"{sub}/{image_id}" for sub in ("", "incomplete", "invalid") if os.path.exists(f"{cache_dir}/{sub}/{image_id}")
+    ]
+
+
+def test_a_deletion_elsewhere_is_purged_at_the_next_listing(make_node: NodeFactory, store: ImageStore) -> None:
+    node = make_node(deletion_poll_interval=0)  # no timer: only the listing reads the log
+    cached, queued, kept = (active_image(store, bytes([n]) * 100) for n in range(3))
+    for image in (cached, kept):
+        assert b"".join(node.engine.caching_iter(image, store.iter_data(image.id)))
+    node.engine.legacy_queue(queued.id)
+    store.delete(cached.id)
+    store.delete(queued.id)
+    assert [e["image_id"] for e in node.engine.list_cached()] == [kept.id]
+    assert node.engine.list_queued() == []
+    assert _cached_on_disk(node.cache_dir, cached.id) == [] and not (node.cache_dir / "queue" / queued.id).exists()
+    assert node.registry.get(cached.id) is None
+
+
+def test_the_timer_purges_without_any_request(make_node: NodeFactory, store: ImageStore) -> None:
+    node = make_node(deletion_poll_interval=0.05)
+    image = active_image(store, b"timer" * 100)
+    assert b"".join(node.engine.caching_iter(image, store.iter_data(image.id)))
+    store.delete(image.id)
+    deadline = time.monotonic() + 5
+    while (node.cache_dir / image.id).exists():
+        assert time.monotonic() < deadline, "the deleted image's file was not purged"
+        time.sleep(0.02)
+    assert node.registry.get(image.id) is None
+
+
+def test_a_fill_that_ends_after_the_deletion_leaves_nothing(make_node: NodeFactory, store: ImageStore) -> None:
+    node = make_node(deletion_poll_interval=0)
+    data = os.urandom(200 * KIB)
+    image = active_image(store, data, chunk=64 * KIB)
+    stream = node.engine.caching_iter(image, store.iter_data(image.id))
+    received = next(stream)
+    store.delete(image.id)  # the open store file still reads to the end
+    node.engine.sync_deletions()  # seen while the fill runs: it is cancelled
+    received += b"".join(stream)
+    assert received == data
+    assert _cached_on_disk(node.cache_dir, image.id) == [] and node.registry.get(image.id) is None
+
+
+def test_a_fill_that_began_after_the_deletion_was_read_is_not_committed(make_node: NodeFactory,
+                                                                        store: ImageStore) -> None:  # fmt: skip
+    node = make_node(deletion_poll_interval=0)
+    image = active_image(store, b"late" * 1000)
+    chunks = store.iter_data(image.id)
+    first = next(chunks)  # the store file is open: the download goes on after the delete
+    store.delete(image.id)
+    assert node.engine.sync_deletions() == 1  # nothing of it here yet
+    assert b"".join(node.engine.caching_iter(image, iter([first, *chunks]))) == b"late" * 1000
+    assert _cached_on_disk(node.cache_dir, image.id) == [] and node.engine.list_cached() == []
+
+
+@pytest.mark.parametrize("seen_first", [True, False], ids=["purged-during-fill", "found-at-failure"])
+def test_a_queued_fill_failing_because_its_image_went_leaves_nothing(
+    make_node: NodeFactory, store: ImageStore, monkeypatch: pytest.MonkeyPatch, seen_first: bool
+) -> None:
+    node = make_node(deletion_poll_interval=0)
+    image = active_image(store, b"q" * 1000)
+
+    def deleted_midway(image_id: str, chunk_size: int = 0) -> Iterator[bytes]:
+        yield b"q" * 10
+        store.delete(image_id)
+        if seen_first:
+            node.engine.sync_deletions()
+        raise FileNotFoundError(image_id)
+
+    monkeypatch.setattr(store, "iter_data", deleted_midway)
+    node.engine.queue(image.id)
+    assert node.engine.wait_idle(10)
+    assert _cached_on_disk(node.cache_dir, image.id) == [] and node.engine.list_queued() == []
+
+
+def test_a_hit_under_another_checksum_is_purged_not_served(make_node: NodeFactory, store: ImageStore) -> None:
+    node = make_node(deletion_poll_interval=0)
+    image = active_image(store, b"first life")
+    assert b"".join(node.engine.caching_iter(image, store.iter_data(image.id)))
+    opened = node.engine.open_cached(image.id, image.checksum)
+    assert opened is not None
+    opened[0].close()
+    # The id now names an image with other bytes (deleted and created again; the log not read yet).
+    assert node.engine.open_cached(image.id, "0" * 32) is None
+    assert _cached_on_disk(node.cache_dir, image.id) == [] and node.registry.get(image.id) is None
+
+
+def test_a_deletion_committed_out_of_order_is_still_seen(make_node: NodeFactory, store: ImageStore,
+                                                         sqlite_db: sa.Engine) -> None:  # fmt: skip
+    node = make_node(deletion_poll_interval=0)
+    image = active_image(store, b"slow transaction" * 10)
+    assert b"".join(node.engine.caching_iter(image, store.iter_data(image.id)))
+    log = schema.image_deletions
+    with sqlite_db.begin() as conn:  # number 2 becomes visible first; number 1 commits a moment later
+        conn.execute(sa.insert(log).values(seq=2, image_id="00000000-0000-4000-8000-000000000000", deleted_at=0))
+    assert node.engine.sync_deletions() == 1 and node.engine.is_cached(image.id)
+    with sqlite_db.begin() as conn:
+        conn.execute(sa.delete(schema.images).where(schema.images.c.id == image.id))
+        conn.execute(sa.insert(log).values(seq=1, image_id=image.id, deleted_at=0))
+    assert node.engine.sync_deletions() == 1
+    assert not node.engine.is_cached(image.id) and _cached_on_disk(node.cache_dir, image.id) == []
+    assert node.engine.sync_deletions() == 0  # each deletion is acted on once
+
+
+def test_a_deletion_made_while_the_node_was_down_is_purged_at_start(make_node: NodeFactory,
+                                                                    store: ImageStore) -> None:  # fmt: skip
+    first = make_node(name="n")
+    image = active_image(store, b"offline" * 100)
+    assert b"".join(first.engine.caching_iter(image, store.iter_data(image.id)))
+    first.engine.close()
+    store.delete(image.id)
+    second = make_node(name="n", deletion_poll_interval=0)
+    assert not (second.cache_dir / image.id).exists() and second.registry.get(image.id) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"])
+def test_two_engines_on_one_shared_database(backend: str, request: pytest.FixtureRequest, make_node: NodeFactory,
+                                            tmp_path: Path) -> None:  # fmt: skip
+    """Two stores and two engines on one database, as two processes have them."""
+    if backend == "sqlite":
+        url = schema.sqlite_url(tmp_path / "cluster.db")
+    else:
+        url = request.getfixturevalue(f"{backend}_url")
+    engines = [schema.create_db_engine(url) for _ in range(2)]
+    try:
+        schema.metadata.drop_all(engines[0], checkfirst=True)
+        stores = [ImageStore(db, tmp_path / "images") for db in engines]
+        a = make_node(name="a", db=engines[0], image_store=stores[0], deletion_poll_interval=0)
+        b = make_node(name="b", db=engines[1], image_store=stores[1], deletion_poll_interval=0)
+        image = active_image(stores[0], b"shared" * 100)
+        for node in (a, b):
+            assert b"".join(node.engine.caching_iter(image, stores[0].iter_data(image.id)))
+        stores[0].delete(image.id)
+        a.engine.purge_image(image.id)  # what the deleting node's own process does
+        assert b.engine.list_cached() == [] and not (b.cache_dir / image.id).exists()
+    finally:
+        for db in engines:
+            db.dispose()
