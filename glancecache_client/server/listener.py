@@ -25,6 +25,7 @@ What this module owns:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -34,7 +35,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -303,8 +303,15 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is None:
+            return
+        if self.slice_task is not None and not self.slice_task.done():
+            # asyncio's sendfile must unwind before its transport closes, or closing finds its state half-reset.
+            self.slice_task.add_done_callback(lambda _: transport.abort())
+            self.slice_task.cancel()
+            return
+        transport.abort()
 
     def refuse(self, status: int) -> None:
         """Answer a short error and close (a malformed or too slow request head, no room for another connection)."""
@@ -486,8 +493,8 @@ class Listener:
             raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
         self.port: int = int(self.sock.getsockname()[1])
         self.loop = asyncio.new_event_loop()
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"http-{self.port}")
-        self.connections: dict[_Connection, None] = {}  # insertion-ordered; the oldest first
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"http-{self.port}")
+        self.connections: dict[_Connection, None] = {}  # the open connections (a dict as an ordered set)
         self.thread = threading.Thread(target=self._run, name=f"http-{self.port}", daemon=True)
         self._stopped = asyncio.Event()
 
@@ -520,6 +527,11 @@ class Listener:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self._serve())
+        # File sends still under way end now, so no app thread waits on them and the pool can shut down.
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     async def _serve(self) -> None:
         server = await self.loop.create_server(lambda: _Connection(self), sock=self.sock)
@@ -639,7 +651,7 @@ class Listener:
             closing, result = result, None
             _close_body(closing, environ)
             self._push(conn, flow, None if head_sent else head(), held, end=True)
-        except ClientGone:
+        except (ClientGone, concurrent.futures.CancelledError):  # the client left, or the listener stopped
             pass
         except Exception:
             log.exception("Serving %s %s failed", environ["REQUEST_METHOD"], environ["PATH_INFO"])

@@ -4,7 +4,8 @@
   when this machine's open-file limit cannot hold them), a fresh ``GET /v2/cache`` answers within 1 s and the
   server's RSS stays under 200 MiB;
 - an idle connection is closed after ``--idle-timeout``, a request head dripping a byte at a time gets 408 and
-  is closed after ``--header-timeout``, a request body that stops arriving is cut after ``--idle-timeout``;
+  is closed after ``--header-timeout``, a request body that stops arriving and a download nobody reads (sent by
+  sendfile or streamed) are cut after ``--idle-timeout``; heads that are malformed or too large get 400 / 431;
 - at ``--connection-limit`` the longest-idle connection makes room for a new one, and a new connection finds
   503 only when every connection holds a request in progress.
 
@@ -150,6 +151,35 @@ def test_stalled_upload_body_is_cut_after_idle_timeout(server_factory: type[Serv
         assert closed_by_peer(upload, 4.0), "an upload that stopped sending outlived --idle-timeout 1"
     with httpx.Client(timeout=5) as http:
         assert http.get(f"{server.url}/v2/images/{image_id}").json()["status"] == "queued"
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cache-hit-sendfile", "streamed-from-store"])
+def test_download_that_is_not_read_is_cut_after_idle_timeout(server_factory: type[Server], cached: bool) -> None:
+    server = server_factory("--idle-timeout", "1", "--header-timeout", "5")
+    size = 48 * 1024 * 1024  # far more than the socket buffers hold
+    with httpx.Client(timeout=30) as http:
+        image_id = new_image(http, server.url)
+        upload = http.put(
+            f"{server.url}/v2/images/{image_id}/file",
+            content=os.urandom(1024 * 1024) * 48,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert upload.status_code == 204
+        if cached:
+            http.put(f"{server.url}/v2/cache/{image_id}")
+            deadline = time.monotonic() + 20
+            while image_id not in http.get(f"{server.url}/v2/cache").text:
+                assert time.monotonic() < deadline, "the image was never cached"
+                time.sleep(0.1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as download:
+        download.sendall(f"GET /v2/images/{image_id}/file HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        time.sleep(3)  # the client reads nothing for 3 s
+        received, start = 0, time.monotonic()
+        while chunk := download.recv(1 << 20):
+            received += len(chunk)
+            assert time.monotonic() - start < 5, "the stalled download was not cut"
+    assert 0 < received < size, f"received {received} of {size} bytes"
+    assert probe(server.port) is not None
 
 
 def test_connection_limit_closes_the_longest_idle_then_answers_503(server_factory: type[Server]) -> None:
