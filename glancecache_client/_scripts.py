@@ -19,7 +19,7 @@ __all__ = ["EXTRA_MODULES", "exporter", "missing_module", "require", "server", "
 # The top-level modules each extra brings; a script whose extra lacks any of them cannot run.
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "cli": ("click", "tabulate", "yaml"),
-    "server": ("werkzeug", "waitress", "sqlalchemy", "yaml"),
+    "server": ("werkzeug", "h11", "sqlalchemy", "yaml"),
     "exporter": ("prometheus_client", "click", "tabulate", "yaml"),
 }
 

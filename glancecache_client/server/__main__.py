@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--added-latency", type=float, metavar="SECONDS", help="sleep this long in every request")
     add("--cache-workers", type=int, metavar="N",
         help="threads caching queued images (default 4; 0 = queued images stay queued, for tests)")  # fmt: skip
+    # The listener's limits (README "Limits and failure behaviour"); defaults are those of listener.Limits.
+    add("--idle-timeout", type=float, metavar="SECONDS",
+        help="close a connection idle this long, or stalled in a body or a download (default 60)")  # fmt: skip
+    add("--header-timeout", type=float, metavar="SECONDS",
+        help="answer 408 and close when a request line and headers take longer than this (default 20)")  # fmt: skip
+    add("--connection-limit", type=int, metavar="N",
+        help="open connections at most; beyond it the longest-idle one is closed (default 10000)")  # fmt: skip
     add("--config-file", type=Path, help="glance-api.conf style file ([DEFAULT] image_cache_* options)")
     add("--log-level", default="WARNING", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -81,6 +88,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return found
 
 
+def _limits(args: argparse.Namespace, limits_cls: Any) -> Any:
+    """The listener limits given on the command line over their defaults (ConfigError when out of range)."""
+    given = {
+        "idle_timeout": args.idle_timeout,
+        "header_timeout": args.header_timeout,
+        "connection_limit": args.connection_limit,
+    }
+    return limits_cls(**{key: value for key, value in given.items() if value is not None})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .logs import configure as configure_logging
@@ -92,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(notice(text, args.log_format, PROG), file=sys.stderr, flush=True)
 
     from .config import ConfigError, build_settings, open_door_warnings
+    from .listener import Limits
     from .runner import start_cluster
 
     stop = threading.Event()
@@ -103,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     try:
         settings = build_settings(args.config_file, _overrides(args))
+        limits = _limits(args, Limits)
         for line in open_door_warnings(settings):
             tell(f"{PROG}: {line}")
-        cluster = start_cluster(settings)
+        cluster = start_cluster(settings, limits)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -171,7 +171,7 @@ class GlanceApp:
             wrapper = environ.get("wsgi.file_wrapper")
             if wrapper is not None:
                 body.handle.seek(body.offset)
-                # waitress sends exactly Content-Length bytes from the current position, then closes it.
+                # The listener sends exactly Content-Length bytes from the current position, then closes it.
                 return wrapper(_LoggedFile(body.handle, access), 1024 * 1024)  # type: ignore[no-any-return]
             return _CountingIterator(iter(body), body.close, access)
         if isinstance(reply.body, bytes):

@@ -1,4 +1,4 @@
-"""Start and stop a cluster of reference nodes in this process (waitress, threaded, keep-alive).
+"""Start and stop a cluster of reference nodes in this process (one HTTP listener per node, see ``listener``).
 
 Owns: ``run_cluster`` / ``start_cluster`` and the ``Cluster`` they give: N nodes, each on its own port
 (port 0 = ephemeral) with its own cache directory, cache engine and self-reference URL, all sharing one
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, ServerSettings, parse_host_port
-from .listener import Listener
+from .listener import Limits, Listener
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -54,6 +54,7 @@ class Cluster:
     data_dir: Path
     db: sa.Engine
     store: ImageStore
+    limits: Limits = field(default_factory=Limits)
     nodes: list[ClusterNode] = field(default_factory=list)
     identity: IdentityService | None = None
     _listeners: list[Listener] = field(default_factory=list)
@@ -118,8 +119,11 @@ def _node_cache_dir(settings: ServerSettings, data_dir: Path, index: int, url: s
     return data_dir / "nodes" / host_port / "cache"
 
 
-def start_cluster(settings: ServerSettings) -> Cluster:
-    """Start every node of ``settings`` and return the running cluster (call ``close()`` when done)."""
+def start_cluster(settings: ServerSettings, limits: Limits | None = None) -> Cluster:
+    """Start every node of ``settings`` and return the running cluster (call ``close()`` when done).
+
+    ``limits`` are the listeners' connection timeouts and limit (``Limits()`` defaults when None).
+    """
     import sqlalchemy as sa
 
     from .app import GlanceApp
@@ -150,7 +154,7 @@ def start_cluster(settings: ServerSettings) -> Cluster:
             shutil.rmtree(data_dir, ignore_errors=True)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot use the database {sa.make_url(db_url).render_as_string()}: {first}") from None
-    cluster = Cluster(settings, data_dir, db, store, _remove_data_dir=remove_data_dir)
+    cluster = Cluster(settings, data_dir, db, store, limits or Limits(), _remove_data_dir=remove_data_dir)
     try:
         _start_nodes(cluster, policy, Authenticator, GlanceApp, Node)
     except BaseException:
@@ -180,12 +184,12 @@ def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls:
     )
     for index in range(settings.nodes):
         port = settings.port + index if settings.port else 0
-        listener = Listener(settings.bind, port, settings.threads)
+        listener = Listener(settings.bind, port, settings.threads, cluster.limits)
         listeners.append(listener)
         cluster._listeners.append(listener)
         admin: Listener | None = None
         if settings.cache_admin_bind:
-            admin = Listener(admin_host, admin_port + index if admin_port else 0, settings.threads)
+            admin = Listener(admin_host, admin_port + index if admin_port else 0, settings.threads, cluster.limits)
             cluster._listeners.append(admin)
         admin_listeners.append(admin)
 
@@ -239,13 +243,15 @@ def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls:
 
 
 @contextlib.contextmanager
-def run_cluster(nodes: int = 1, *, settings: ServerSettings | None = None, **options: Any) -> Iterator[Cluster]:
+def run_cluster(
+    nodes: int = 1, *, settings: ServerSettings | None = None, limits: Limits | None = None, **options: Any
+) -> Iterator[Cluster]:
     """Run ``nodes`` reference nodes for the duration of the ``with`` block.
 
     Options are ``ServerSettings`` fields (``bind``, ``port`` (default 0 here: ephemeral), ``data_dir``,
     ``auth``, ``cache_driver``, ``cache_enabled``, ``max_size``, ``stall_time``, ``registry_url``,
-    ``policy_file``, ``users_file``, ``cache_admin_bind``, ``legacy_only``, ``added_latency``, ...).
-    Raises ConfigError for bad settings.
+    ``policy_file``, ``users_file``, ``cache_admin_bind``, ``legacy_only``, ``added_latency``, ...);
+    ``limits`` are the listeners' connection timeouts and limit. Raises ConfigError for bad settings.
     """
     if settings is None:
         options.setdefault("port", 0)
@@ -256,7 +262,7 @@ def run_cluster(nodes: int = 1, *, settings: ServerSettings | None = None, **opt
             settings = ServerSettings(nodes=nodes, **options)
         except TypeError as exc:
             raise ConfigError(str(exc)) from None
-    cluster = start_cluster(settings)
+    cluster = start_cluster(settings, limits)
     try:
         yield cluster
     finally:

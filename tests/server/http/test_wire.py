@@ -230,7 +230,7 @@ def test_empty_replies_carry_webob_defaults(cluster: Cluster) -> None:
         assert got_status == status
         assert ("Content-Type", "text/html; charset=UTF-8") in headers
         assert body == b""
-        # Glance also sends Content-Length: 0 on its 204s; RFC 9110 forbids it there and waitress drops it.
+        # Glance also sends Content-Length: 0 on its 204s; RFC 9110 forbids it there and our listener drops it.
         assert dict(headers).get("Content-Length") == (None if "204" in status else "0")
 
 
