@@ -43,7 +43,7 @@ class ImageCacheAPI:
 
     The endpoint is resolved only when a command runs without ``--host`` (so ``--host`` never needs the catalog).
     Every Cluster built here shares the one session, so one token serves every node. ``endpoint_is_explicit``:
-    the endpoint was named by the user (``--os-endpoint``, ``image_endpoint_override``), so no load-balancer
+    the endpoint was named on the command line (``--os-endpoint``/``OS_ENDPOINT``), so no load-balancer
     warning. ``transport_factory`` (None: the library's own) reaches every Cluster: tests and embedders use it.
     """
 
@@ -121,7 +121,8 @@ def make_client(instance: Any) -> ImageCacheAPI:
 
     config = instance.get_configuration() if hasattr(instance, "get_configuration") else {}
     auth_options = config.get("auth") or {}
-    explicit = bool(config.get("image_endpoint_override") or auth_options.get("endpoint"))
+    # --os-endpoint/OS_ENDPOINT names the node itself (image_endpoint_override, like the catalog, is a default).
+    explicit = bool(auth_options.get("endpoint") or config.get("endpoint"))
     return ImageCacheAPI(
         instance.session,
         resolve,

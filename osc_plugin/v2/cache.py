@@ -6,8 +6,8 @@ as ``openstack cached image list`` shows them, plus ``Node`` and ``Checksum``), 
 shows them (``N/A``). Rows are sorted here, on their typed values, so ``--sort-column Size`` sorts numbers even
 where a queued image has none. Images are given by ID or unique name, as OSC's commands take them. Every command
 takes ``--host`` (repeatable); without it the image endpoint comes from OSC (``image_endpoint_override``, then the
-catalog) and a one-line warning says that a load-balanced endpoint reaches one arbitrary node, unless the endpoint
-was named explicitly (``--os-endpoint``, ``image_endpoint_override``).
+catalog) and a one-line warning says that a load-balanced endpoint reaches one arbitrary node, unless
+``--os-endpoint`` named the endpoint explicitly.
 
 Failures never stop the other nodes or images (the core's rule): each is printed on stderr as one line naming the
 node, the image, the HTTP status, the server's explanation and the library's hint; whatever succeeded is still
