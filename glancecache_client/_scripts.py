@@ -1,10 +1,10 @@
 """What the console scripts run first: a check that the extra they need is installed, in the standard library only.
 
 Each script lives in an optional extra (``glance``/``glancecache`` in ``[cli]``, ``glancecache-server`` in
-``[server]``), but pip installs every script with the bare distribution. Run without its extra, a script says so
-in one line with the exact ``pip install`` and exits 2 instead of ending in a ``ModuleNotFoundError`` traceback.
-The check looks modules up (``find_spec``) without importing them, so it costs the scripts' start-up nothing
-measurable.
+``[server]``, ``glancecache-exporter`` in ``[exporter]``), but pip installs every script with the bare
+distribution. Run without its extra, a script says so in one line with the exact ``pip install`` and exits 2
+instead of ending in a ``ModuleNotFoundError`` traceback. The check looks modules up (``find_spec``) without
+importing them, so it costs the scripts' start-up nothing measurable.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import os
 import sys
 from typing import NoReturn
 
-__all__ = ["EXTRA_MODULES", "missing_module", "require", "server", "usage_exit"]
+__all__ = ["EXTRA_MODULES", "exporter", "missing_module", "require", "server", "usage_exit"]
 
 # The top-level modules each extra brings; a script whose extra lacks any of them cannot run.
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "cli": ("click", "tabulate", "yaml"),
     "server": ("werkzeug", "waitress", "sqlalchemy", "yaml"),
+    "exporter": ("prometheus_client", "click", "tabulate", "yaml"),
 }
 
 USAGE = 2  # the exit status of every usage error (README's exit-status table)
@@ -56,3 +57,11 @@ def server() -> NoReturn:
     from .server.__main__ import main
 
     sys.exit(main())
+
+
+def exporter() -> NoReturn:
+    """The ``glancecache-exporter`` console script."""
+    require("exporter", "the Prometheus exporter")
+    from .exporter.cli import main
+
+    main()

@@ -158,3 +158,12 @@ def test_guides_link_the_generated_references(built: Built) -> None:
     for guide in ("install", "operating", "server", "library"):
         raw = (built.html / f"{guide}.html").read_text(encoding="utf-8")
         assert 'href="reference/' in raw, guide
+
+
+def test_exporter_reference_has_every_option(built: Built) -> None:
+    from glancecache_client.exporter.cli import exporter
+
+    text = built.page("reference/exporter")
+    assert {"--listen", "--scrape-timeout", "--host", "--os-cloud"} <= click_options(exporter)
+    for option in click_options(exporter):
+        assert option in text, option

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 CLI = "pip install 'glancecache-client[cli]'"
 SERVER = "pip install 'glancecache-client[server]'"
+EXPORTER = "pip install 'glancecache-client[exporter]'"
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def bare(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Venv
         ("glancecache", ["cache-list"], CLI),
         ("glancecache-server", ["--nodes", "1"], SERVER),
         ("glancecache-server", ["--version"], SERVER),
+        ("glancecache-exporter", ["-H", "glance1"], EXPORTER),
     ],
 )
 def test_a_script_without_its_extra_says_what_to_install(bare: Venv, script: str, args: list[str], install: str):

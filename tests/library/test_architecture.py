@@ -12,6 +12,8 @@ import glancecache_client
 PACKAGE = Path(glancecache_client.__file__).parent
 LIBRARY = [p for p in PACKAGE.glob("*.py")]
 SERVER = list((PACKAGE / "server").rglob("*.py"))
+# The exporter's core (collector, exposition) is library code on prometheus-client; only its cli.py is a front end.
+EXPORTER_CORE = [p for p in (PACKAGE / "exporter").glob("*.py") if p.name != "cli.py"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -39,6 +41,22 @@ def test_library_never_imports_cli_stacks() -> None:
     for path in LIBRARY:
         bad = {m for m in imported_modules(path) if matches(m, forbidden)}
         assert not bad, f"{path.name} imports {bad}"
+
+
+def test_library_never_needs_the_exporter() -> None:
+    for path in LIBRARY:
+        if path.name == "_scripts.py":
+            continue  # the console scripts' launcher, which starts it
+        bad = {m for m in imported_modules(path) if matches(m, ("prometheus_client", "glancecache_client.exporter"))}
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_exporter_core_never_imports_cli_stacks() -> None:
+    assert len(EXPORTER_CORE) >= 2, "exporter package is missing"
+    forbidden = ("click", "tabulate", "cliff", "osc_lib", "yaml", "glancecache_client.cli", "osc_plugin")
+    for path in EXPORTER_CORE:
+        bad = {m for m in imported_modules(path) if matches(m, forbidden)}
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
 
 
 def test_server_never_imports_client_side() -> None:
