@@ -142,7 +142,6 @@ class Settings:
 
     def _keystone_session(self, auth_type: str) -> Any:
         from glancecache_client import auth
-        from glancecache_client.errors import InvalidInput
 
         options: dict[str, object] = dict(self.identity)
         options["token"] = self.token
@@ -155,12 +154,10 @@ class Settings:
                 options["user_domain_id"] = self.default_domain
             if not (options.get("project_domain_name") or options.get("project_domain_id")):
                 options["project_domain_id"] = self.default_domain
-        try:
-            session = auth.keystone_session(
-                auth_type, options, verify=self.verify, cert=self.client_cert, timeout=self.timeout
-            )
-        except InvalidInput as exc:
-            raise CliError(str(exc), exitcodes.USAGE) from None
+        # An unreadable CA or certificate file is InvalidInput: the error boundary makes it exit 2.
+        session = auth.keystone_session(
+            auth_type, options, verify=self.verify, cert=self.client_cert, timeout=self.timeout
+        )
         if auth_type in ("password", "v3password") and not self.identity.get("password"):
             # keystoneauth1 would fail later with a bare Exception and a traceback.
             raise CliError(
@@ -247,11 +244,20 @@ class Settings:
     def open_cluster(
         self, command_nodes: NodeChoice, *, transport_factory: Callable[[str], Any] | None = None, warn: bool = True
     ) -> Cluster:
-        """The Cluster a command works on; raises CliError (one line, exit status) for anything wrong.
+        """The Cluster a command (or the exporter) works on; raises CliError (one line, exit status) for anything
+        wrong, whoever calls it.
 
         With no node named, the catalog's image endpoint is used, with the one-line load-balancer warning
         (unless ``warn`` is False: for answers every node shares). ``transport_factory`` goes to the Cluster.
         """
+        from .output import error_boundary
+
+        with error_boundary():
+            return self._open_cluster(command_nodes, transport_factory, warn)
+
+    def _open_cluster(
+        self, command_nodes: NodeChoice, transport_factory: Callable[[str], Any] | None, warn: bool
+    ) -> Cluster:
         if self.debug:
             _enable_debug_log()
         else:
