@@ -19,8 +19,8 @@ and it exits 3, as the ``glance`` CLI does.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cliff import command, lister
 from osc_lib import exceptions
@@ -44,6 +44,8 @@ __all__ = [
     "PruneCache",
     "QueueCache",
 ]
+
+T = TypeVar("T")
 
 # The `glance` CLI's exit status for a refused login or permission, so scripts branch alike on both commands.
 AUTH_REFUSED = 3
@@ -88,6 +90,20 @@ class _CacheCommandMixin:
     # What a failure count counts: "image" for per-image commands, "node" for whole-node ones.
     counted = "node"
     verb = ""
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = super().get_parser(prog_name)  # type: ignore[misc]
+        self.add_arguments(parser)
+        _add_host_option(parser)
+        return parser
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """The command's own arguments (every command also takes --host)."""
+
+    def _every_node(self, parsed_args: argparse.Namespace, operation: Callable[[Cluster], T]) -> tuple[T, int]:
+        """Run one core operation on the chosen nodes (closed after); its Outcome and how many nodes there were."""
+        with self._open_cluster(parsed_args) as cluster:
+            return operation(cluster), len(cluster.clients)
 
     def _api(self) -> ImageCacheAPI:
         api: ImageCacheAPI = self.app.client_manager.image_cache
@@ -201,15 +217,8 @@ class ListCache(_CacheLister):
 
     verb = "list the cache"
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
-        _add_host_option(parser)
-        return parser
-
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        with self._open_cluster(parsed_args) as cluster:
-            outcome = core.list_cache(cluster)
-            total = len(cluster.clients)
+        outcome, total = self._every_node(parsed_args, core.list_cache)
         return self._rows(parsed_args, outcome, total, cache_table(outcome.values))
 
 
@@ -219,10 +228,8 @@ class QueueCache(_CacheCommand):
     verb = "queue"
     counted = "image"
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _add_image_argument(parser, "Image(s) to queue for caching (ID, or a name that is unique)", many=True)
-        _add_host_option(parser)
         parser.add_argument(
             "--wait",
             action="store_true",
@@ -235,18 +242,19 @@ class QueueCache(_CacheCommand):
             default=300.0,
             help="With --wait: give up after this many seconds in total (default: 300)",
         )
-        return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        with self._open_cluster(parsed_args) as cluster:
-            outcome = core.queue(
+        outcome, _nodes = self._every_node(
+            parsed_args,
+            lambda cluster: core.queue(
                 cluster,
                 parsed_args.images,
                 resolve_names=True,
                 wait=parsed_args.wait,
                 timeout=parsed_args.timeout,
                 interval=_poll_interval(parsed_args.timeout),
-            )
+            ),
+        )
         self._finish(outcome, len(parsed_args.images))
 
 
@@ -256,15 +264,13 @@ class DeleteCache(_CacheCommand):
     verb = "delete"
     counted = "image"
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _add_image_argument(parser, "Image(s) to remove from the cache and queue (ID or unique name)", many=True)
-        _add_host_option(parser)
-        return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        with self._open_cluster(parsed_args) as cluster:
-            outcome = core.delete(cluster, parsed_args.images, resolve_names=True)
+        outcome, _nodes = self._every_node(
+            parsed_args, lambda cluster: core.delete(cluster, parsed_args.images, resolve_names=True)
+        )
         self._finish(outcome, len(parsed_args.images))
 
 
@@ -273,8 +279,7 @@ class ClearCache(_CacheLister):
 
     verb = "clear the cache"
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--target",
             metavar="{both,cache,queue}",
@@ -284,14 +289,10 @@ class ClearCache(_CacheLister):
         )
         parser.add_argument("--cache", action="store_true", help="Clear the cached images (with --queue: clear both)")
         parser.add_argument("--queue", action="store_true", help="Clear the queued images (with --cache: clear both)")
-        _add_host_option(parser)
-        return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         target = _chosen_target(parsed_args)
-        with self._open_cluster(parsed_args) as cluster:
-            outcome = core.clear(cluster, target)
-            total = len(cluster.clients)
+        outcome, total = self._every_node(parsed_args, lambda cluster: core.clear(cluster, target))
         return self._rows(parsed_args, outcome, total, clear_table(outcome.values))
 
 
@@ -300,16 +301,8 @@ class CleanCache(_CacheCommand):
 
     verb = "clean the cache"
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
-        _add_host_option(parser)
-        return parser
-
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        with self._open_cluster(parsed_args) as cluster:
-            outcome = core.clean(cluster)
-            total = len(cluster.clients)
-        self._finish(outcome, total)
+        self._finish(*self._every_node(parsed_args, core.clean))
 
 
 class PruneCache(_CacheLister):
@@ -317,15 +310,8 @@ class PruneCache(_CacheLister):
 
     verb = "prune the cache"
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
-        _add_host_option(parser)
-        return parser
-
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        with self._open_cluster(parsed_args) as cluster:
-            outcome = core.prune(cluster)
-            total = len(cluster.clients)
+        outcome, total = self._every_node(parsed_args, core.prune)
         return self._rows(parsed_args, outcome, total, prune_table(outcome.values))
 
 
@@ -337,16 +323,14 @@ class ListCacheNodes(_CacheLister):
     # The answer comes from the registry every node shares, so a load balancer changes nothing.
     warn_without_host = False
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _add_image_argument(parser, "Image to look for (ID or unique name)", many=False)
-        _add_host_option(parser)
-        return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         (image,) = parsed_args.images
-        with self._open_cluster(parsed_args) as cluster:
-            outcome = core.nodes_of(cluster, image, resolve_names=True)
+        outcome, _nodes = self._every_node(
+            parsed_args, lambda cluster: core.nodes_of(cluster, image, resolve_names=True)
+        )
         urls: Sequence[str] = [url for urls in outcome.values for url in urls]
         image_id = outcome.images[0] if outcome.images else image
         return self._rows(parsed_args, outcome, 1, nodes_table(image_id, urls))
