@@ -23,6 +23,18 @@ from glancecache_client import Cluster, operations
 from glancecache_client.server.runner import run_cluster
 
 
+class CountingTransport(httpx.HTTPTransport):
+    """A real HTTP transport that counts what it sends."""
+
+    def __init__(self, sent: list[int]) -> None:
+        super().__init__()
+        self.sent = sent
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent[0] += 1
+        return super().handle_request(request)
+
+
 def measure(urls: list[str], call: Callable[[Cluster], int], repeat: int) -> tuple[float, float, int]:
     """(median seconds, median requests, rows) of ``call`` on fresh clients."""
     seconds: list[float] = []
@@ -30,16 +42,7 @@ def measure(urls: list[str], call: Callable[[Cluster], int], repeat: int) -> tup
     rows = 0
     for _ in range(repeat):
         sent = [0]
-
-        def counted(_url: str) -> httpx.BaseTransport:
-            class Counting(httpx.HTTPTransport):
-                def handle_request(self, request: httpx.Request) -> httpx.Response:
-                    sent[0] += 1
-                    return super().handle_request(request)
-
-            return Counting()
-
-        with Cluster(urls, transport_factory=counted) as cluster:
+        with Cluster(urls, transport_factory=lambda _url, sent=sent: CountingTransport(sent)) as cluster:
             start = time.perf_counter()
             rows = call(cluster)
             seconds.append(time.perf_counter() - start)
