@@ -141,7 +141,12 @@ class _CacheCommandMixin:
             return None
         if outcome.refused_only:
             raise _Refused
-        failed = len(outcome.failed_images) if self.counted == "image" else len(outcome.failures)
+        if self.counted == "image":
+            # A failure about no image in particular (a node that cannot wait) fails every image.
+            whole = any(failure.image is None for failure in outcome.failures)
+            failed = total if whole else len(outcome.failed_images)
+        else:
+            failed = len(outcome.failures)
         plural = "s" if total != 1 or self.counted == "image" else ""  # "Failed to queue 1 of 1 images", as before
         on = "" if self.counted == "image" else " on"
         message = f"Failed to {self.verb}{on} {failed} of {total} {self.counted}{plural}"

@@ -275,6 +275,20 @@ def test_queue_wait_times_out_with_a_failure(harness: Harness) -> None:
     assert line.startswith(f"Failed to cache image {IMAGE} on {NODE_A}: image {IMAGE} was not cached within")
 
 
+def test_queue_wait_on_a_node_that_cannot_wait_queues_nothing_and_fails_every_image(harness: Harness) -> None:
+    no_cache_api = {"versions": [{"id": "v2.9", "status": "CURRENT"}, {"id": "v2.0", "status": "SUPPORTED"}]}
+    node = harness.node(NODE_A)
+    node.on("GET", "/versions", reply(200, no_cache_api))
+    cmd = harness.command(cache.QueueCache)
+    parsed = check_parser(cmd, [IMAGE, OTHER, "--host", "node-a", "--wait"], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to queue 2 of 2 images$"):
+        cmd.take_action(parsed)
+    assert node.calls("PUT") == []
+    [line] = harness.stderr_lines
+    assert line.startswith(f"Failed to queue (nothing queued) on {NODE_A}: ") and "v2.14" in line
+
+
 # -- delete -------------------------------------------------------------------------------------------------
 
 
