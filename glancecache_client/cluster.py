@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import httpx
+
 from .auth import TokenSource, token_source_for
 from .client import CacheClient
 from .deadline import bounded, passed
@@ -94,24 +96,27 @@ class Cluster:
         timeout: float = 30.0,
         max_workers: int | None = None,
         token_source: TokenSource | None = None,
+        transport_factory: Callable[[str], httpx.BaseTransport] | None = None,
     ) -> None:
-        normalized: list[str] = []
-        for endpoint in endpoints:
-            url = normalize_endpoint(endpoint)
-            if url not in normalized:  # the same node twice would double every side effect
-                normalized.append(url)
-        if not normalized:
-            raise InvalidInput("no nodes given: pass at least one host, host:port or URL")
+        """``transport_factory(node_url)`` gives each node's httpx transport (tests, proxies, embedding):
+        without it every node gets the library's own deadline-enforcing transport."""
         if token_source is None:
             token_source = token_source_for(token=token, session=session, auth=auth, verify=verify, cert=cert)
         self.token_source = token_source
-        self.clients: dict[str, CacheClient] = {
-            url: CacheClient(url, verify=verify, cert=cert, timeout=timeout, token_source=token_source)
-            for url in normalized
-        }
+        self.clients: dict[str, CacheClient] = {}
+        for endpoint in endpoints:
+            url = normalize_endpoint(endpoint)  # checked here, once; CacheClient gets the canonical URL
+            if url in self.clients:
+                continue  # the same node twice would double every side effect
+            transport = transport_factory(url) if transport_factory is not None else None
+            self.clients[url] = CacheClient(
+                url, verify=verify, cert=cert, timeout=timeout, token_source=token_source, transport=transport
+            )
+        if not self.clients:
+            raise InvalidInput("no nodes given: pass at least one host, host:port or URL")
         # One thread per node up to a bound: the work is waiting on the network, not the CPU.
         self._pool = ThreadPoolExecutor(
-            max_workers=max_workers or min(64, len(normalized)), thread_name_prefix="glancecache"
+            max_workers=max_workers or min(64, len(self.clients)), thread_name_prefix="glancecache"
         )
 
     @property
@@ -160,9 +165,7 @@ class Cluster:
         image_id = validate_image_id(image_id)
         return self.run(lambda client: client.nodes(image_id))
 
-    def wait_cached(
-        self, image_id: str, timeout: float = 300.0, interval: float = 1.0
-    ) -> ClusterResult[CachedImage]:
+    def wait_cached(self, image_id: str, timeout: float = 300.0, interval: float = 1.0) -> ClusterResult[CachedImage]:
         image_id = validate_image_id(image_id)
         return self.run(lambda client: client.wait_cached(image_id, timeout=timeout, interval=interval))
 

@@ -163,10 +163,11 @@ class PruneResult:
 @dataclass(frozen=True, slots=True)
 class ClearResult:
     """What a clear removed from one node. Glance's 204 drops its counts, so the client derives them from a
-    listing before and after the call (the deprecated endpoints report them directly)."""
+    listing before and after the call (the deprecated endpoints report them directly). A count is None
+    (unknown) when the node's policy refuses the listing: the clear itself needs only ``cache_delete``."""
 
-    cached: int
-    queued: int
+    cached: int | None
+    queued: int | None
     node: str = ""
 
 

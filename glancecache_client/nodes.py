@@ -13,11 +13,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidInput
 
-__all__ = ["DEFAULT_PORT", "normalize_endpoint", "validate_image_id", "validate_seconds"]
+__all__ = ["DEFAULT_PORT", "catalog_endpoint", "normalize_endpoint", "validate_image_id", "validate_seconds"]
 
 DEFAULT_PORT = 9292
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _EXAMPLE_ID = "3c021162-1e38-461a-a362-e154bf54e241"
+# A catalog entry such as http://glance:9292/v2 names the API version; the cache client adds /v2 itself.
+_VERSION_SUFFIX = re.compile(r"/v2(\.\d+)?/?$")
+
+
+def catalog_endpoint(url: str) -> str:
+    """A service catalog's (or ``image_endpoint_override``'s) image URL as a node address: without ``/v2``."""
+    return _VERSION_SUFFIX.sub("", url.rstrip("/")) or url
 
 
 def validate_image_id(image_id: str) -> str:

@@ -1,9 +1,11 @@
 """Display-neutral tables shared by the ``glance`` CLI and the ``openstack cache`` plugin.
 
-Columns and row building are written once here; each front end only renders. Column names are the
-snake_case JSON keys (``-c image_id`` works the same in both). Values are ``str``, ``int`` or ``None``
-(never a sentinel string such as "N/A"); times are ISO-8601 UTC with a ``Z`` suffix, which also sorts
-correctly as text.
+Columns and row building are written once here; each front end only renders. Every column has two names: its
+snake_case JSON key (``image_id``, what ``glance -c`` and JSON output use) and its header in OSC's language
+(``ID``, as OSC's own ``openstack cached image list`` shows it), so neither front end spells a column itself.
+Values are ``str``, ``int`` or ``None`` (never a sentinel string; a front end renders None as its ecosystem
+does); times are ISO-8601 UTC with a ``Z`` suffix, which also sorts correctly as text. The ``node`` column is
+always there, whether one node was asked or fifty, so a script's columns never depend on the cloud.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .models import CacheState, ClearResult, PruneResult
 
 __all__ = [
     "CACHE_COLUMNS",
+    "HEADERS",
     "Table",
     "Value",
     "cache_table",
@@ -27,7 +30,24 @@ __all__ = [
 
 Value = str | int | None
 
-CACHE_COLUMNS = ("image_id", "state", "size", "hits", "last_accessed", "last_modified", "checksum")
+CACHE_COLUMNS = ("node", "image_id", "state", "size", "hits", "last_accessed", "last_modified", "checksum")
+
+# Each JSON key's header in the plugin: OSC's own for the columns `openstack cached image list` has.
+HEADERS = {
+    "node": "Node",
+    "image_id": "ID",
+    "state": "State",
+    "size": "Size",
+    "hits": "Hits",
+    "last_accessed": "Last Accessed (UTC)",
+    "last_modified": "Last Modified (UTC)",
+    "checksum": "Checksum",
+    "files_pruned": "Files Pruned",
+    "bytes_pruned": "Bytes Pruned",
+    "cached_removed": "Cached Removed",
+    "queued_removed": "Queued Removed",
+    "node_url": "Node URL",
+}
 
 
 @dataclass(frozen=True)
@@ -80,19 +100,14 @@ def iso_utc(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _with_node(columns: tuple[str, ...], with_node: bool) -> tuple[str, ...]:
-    return ("node", *columns) if with_node else columns
-
-
-def cache_table(states: Iterable[CacheState], *, with_node: bool = False) -> Table:
+def cache_table(states: Iterable[CacheState]) -> Table:
     """One row per cached image (state ``cached``) then per queued id (state ``queued``), per node."""
     rows: list[tuple[Value, ...]] = []
     for state in states:
-        prefix: tuple[Value, ...] = (state.node,) if with_node else ()
         for image in state.cached:
             rows.append(
                 (
-                    *prefix,
+                    state.node,
                     image.image_id,
                     "cached",
                     image.size,
@@ -103,24 +118,22 @@ def cache_table(states: Iterable[CacheState], *, with_node: bool = False) -> Tab
                 )
             )
         for image_id in state.queued:
-            rows.append((*prefix, image_id, "queued", None, None, None, None, None))
-    return Table(_with_node(CACHE_COLUMNS, with_node), rows)
+            rows.append((state.node, image_id, "queued", None, None, None, None, None))
+    return Table(CACHE_COLUMNS, rows)
 
 
-def prune_table(results: Iterable[PruneResult], *, with_node: bool = False) -> Table:
-    rows: list[tuple[Value, ...]] = [
-        ((result.node,) if with_node else ()) + (result.files, result.bytes) for result in results
-    ]
-    return Table(_with_node(("files_pruned", "bytes_pruned"), with_node), rows)
+def prune_table(results: Iterable[PruneResult]) -> Table:
+    rows: list[tuple[Value, ...]] = [(result.node, result.files, result.bytes) for result in results]
+    return Table(("node", "files_pruned", "bytes_pruned"), rows)
 
 
-def clear_table(results: Iterable[ClearResult], *, with_node: bool = False) -> Table:
-    rows: list[tuple[Value, ...]] = [
-        ((result.node,) if with_node else ()) + (result.cached, result.queued) for result in results
-    ]
-    return Table(_with_node(("cached_removed", "queued_removed"), with_node), rows)
+def clear_table(results: Iterable[ClearResult]) -> Table:
+    """Counts per node; a count is None when the node would not let us list (the clear still happened)."""
+    rows: list[tuple[Value, ...]] = [(result.node, result.cached, result.queued) for result in results]
+    return Table(("node", "cached_removed", "queued_removed"), rows)
 
 
 def nodes_table(image_id: str, node_urls: Iterable[str]) -> Table:
-    """Where one image is cached, from the centralized registry."""
-    return Table(("image_id", "node_url"), [(image_id, url) for url in node_urls])
+    """Where one image is cached, from the centralized registry: one row per node holding it (the rows are
+    already per node, so this table has ``node_url`` and no separate ``node`` column)."""
+    return Table(("image_id", "node_url"), [(image_id, url) for url in dict.fromkeys(node_urls)])

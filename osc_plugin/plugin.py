@@ -10,16 +10,17 @@ would replace OSC's own image client. Commands live in the entry-point group ``o
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import argparse
 
+    import httpx
     from keystoneauth1.session import Session
 
     from glancecache_client import Cluster
+    from glancecache_client.auth import TokenSource
 
 __all__ = [
     "API_NAME",
@@ -36,15 +37,14 @@ API_VERSION_OPTION = "os_image_cache_api_version"
 DEFAULT_API_VERSION = "2"
 API_VERSIONS = {"2": "glancecache_client.Cluster"}
 
-# A catalog entry such as http://glance:9292/v2 names the API version; the cache client adds /v2 itself.
-_VERSION_SUFFIX = re.compile(r"/v2(\.\d+)?/?$")
-
 
 class ImageCacheAPI:
     """What ``client_manager.image_cache`` is: OSC's keystoneauth session plus the image endpoint.
 
     The endpoint is resolved only when a command runs without ``--host`` (so ``--host`` never needs the catalog).
-    Every Cluster built here shares the one session, so one token serves every node.
+    Every Cluster built here shares the one session, so one token serves every node. ``endpoint_is_explicit``:
+    the endpoint was named on the command line (``--os-endpoint``/``OS_ENDPOINT``), so no load-balancer
+    warning. ``transport_factory`` (None: the library's own) reaches every Cluster: tests and embedders use it.
     """
 
     def __init__(
@@ -55,8 +55,12 @@ class ImageCacheAPI:
         verify: bool | str = True,
         cert: str | tuple[str, str] | None = None,
         region_name: str | None = None,
+        endpoint_is_explicit: bool = False,
+        transport_factory: Callable[[str], httpx.BaseTransport] | None = None,
     ) -> None:
         self.session = session
+        self.endpoint_is_explicit = endpoint_is_explicit
+        self.transport_factory = transport_factory
         self.verify = verify
         self.cert = cert
         self.region_name = region_name
@@ -79,19 +83,31 @@ class ImageCacheAPI:
                     f"no image endpoint{region} in the service catalog: give --host NODE, or set "
                     f"image_endpoint_override (OS_IMAGE_ENDPOINT_OVERRIDE)"
                 )
-            self._endpoint = _VERSION_SUFFIX.sub("", found.rstrip("/")) or found
+            from glancecache_client.nodes import catalog_endpoint
+
+            self._endpoint = catalog_endpoint(found)
         return self._endpoint
 
-    def cluster(self, hosts: Sequence[str]) -> Cluster:
-        """A Cluster over ``hosts`` authenticated by OSC's session (no token at all under ``--os-auth-type none``)."""
+    def token_source(self) -> TokenSource:
+        """OSC's session as the library's token source (no token at all under ``--os-auth-type none``)."""
         from keystoneauth1 import noauth
 
-        from glancecache_client import Cluster
         from glancecache_client.auth import NoAuth, SessionTokens
 
         auth = getattr(self.session, "auth", None)
-        source = NoAuth() if auth is None or isinstance(auth, noauth.NoAuth) else SessionTokens(self.session)
-        return Cluster(hosts, token_source=source, verify=self.verify, cert=self.cert)
+        return NoAuth() if auth is None or isinstance(auth, noauth.NoAuth) else SessionTokens(self.session)
+
+    def cluster(self, hosts: Sequence[str]) -> Cluster:
+        """A Cluster over ``hosts`` authenticated by OSC's session."""
+        from glancecache_client import Cluster
+
+        return Cluster(
+            hosts,
+            token_source=self.token_source(),
+            verify=self.verify,
+            cert=self.cert,
+            transport_factory=self.transport_factory,
+        )
 
 
 def make_client(instance: Any) -> ImageCacheAPI:
@@ -103,12 +119,17 @@ def make_client(instance: Any) -> ImageCacheAPI:
         )
         return str(endpoint) if endpoint else None
 
+    config = instance.get_configuration() if hasattr(instance, "get_configuration") else {}
+    auth_options = config.get("auth") or {}
+    # --os-endpoint/OS_ENDPOINT names the node itself (image_endpoint_override, like the catalog, is a default).
+    explicit = bool(auth_options.get("endpoint") or config.get("endpoint"))
     return ImageCacheAPI(
         instance.session,
         resolve,
         verify=instance.verify,
         cert=instance.cert,
         region_name=instance.region_name,
+        endpoint_is_explicit=explicit,
     )
 
 

@@ -1,7 +1,9 @@
 """The ``cache-*`` commands: parse, call the library on every chosen node, hand rows to ``output.emit``.
 
 Names match python-glanceclient's for muscle memory. Each command is thin: ``connected`` builds the Cluster
-(through ``Settings`` in ``ctx.obj``) inside the error boundary, and ``Report`` turns outcomes into the exit status.
+(through ``Settings`` in ``ctx.obj``) inside the error boundary, one function of
+:mod:`glancecache_client.operations` does the work, and ``output.finish`` prints its Outcome and exits with its
+status. No loop over images or nodes and no rule about failures lives here.
 """
 
 from __future__ import annotations
@@ -9,109 +11,42 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
 
 from . import exitcodes
 from .main import SECONDS, cli, node_options
-from .output import CliError, OutputSpec, Report, emit, error_boundary, output_options
+from .output import CliError, OutputSpec, error_boundary, finish, output_options
 from .settings import NodeChoice, Settings
 
 if TYPE_CHECKING:
-    from glancecache_client.client import CacheClient
     from glancecache_client.cluster import Cluster
-    from glancecache_client.views import Table
 
 __all__ = ["cli"]
 
 EXAMPLE_ID = "3c021162-1e38-461a-a362-e154bf54e241"
 
 
-@dataclass
-class Run:
-    """One command's work: the Cluster, and the Report of what succeeded and failed."""
-
-    cluster: Cluster
-    report: Report
-
-    @property
-    def several(self) -> bool:
-        """Several nodes: output rows gain a leading ``node`` column."""
-        return len(self.cluster.clients) > 1
-
-    def emit(self, table: Table, output: OutputSpec) -> None:
-        """Print rows, unless every node failed (then the errors on stderr are the whole answer)."""
-        if self.report.succeeded:
-            emit(table, output)
-
-
 @contextmanager
-def connected(settings: Settings, nodes: NodeChoice) -> Iterator[Run]:
-    """Build the Cluster, run the command body, close it, then exit with the collected status."""
-    report = Report()
+def connected(settings: Settings, nodes: NodeChoice, *, warn: bool = True) -> Iterator[Cluster]:
+    """Build the Cluster inside the error boundary, run the command body, close it (the library loads only once
+    the options are known good, so usage errors stay fast)."""
     with error_boundary():
-        cluster = settings.open_cluster(nodes)
+        cluster = settings.open_cluster(nodes, warn=warn)
         try:
-            yield Run(cluster, report)
+            yield cluster
         finally:
             cluster.close()
-    report.finish()
 
 
 def read_image_ids(given: Sequence[str]) -> list[str]:
-    """Validated, de-duplicated ids from the arguments, or from stdin when the only argument is ``-``."""
-    from glancecache_client.errors import InvalidInput
-    from glancecache_client.nodes import validate_image_id
-
-    if "-" in given:
-        if len(given) > 1:
-            raise CliError("'-' (read ids from stdin) must be the only IMAGE_ID", exitcodes.USAGE)
-        stream = sys.stdin
-        given = [line.strip() for line in stream if line.strip() and not line.lstrip().startswith("#")]
-    ids: list[str] = []
-    for text in given:
-        try:
-            image_id = validate_image_id(text)
-        except InvalidInput as exc:
-            raise CliError(str(exc), exitcodes.USAGE) from None
-        if image_id not in ids:
-            ids.append(image_id)
-    return ids
-
-
-def for_each_id(
-    run: Run, image_ids: Sequence[str], operation: Callable[[CacheClient, str], None], what: str
-) -> list[tuple[str, str]]:
-    """Apply ``operation`` to every id on every node (nodes concurrently); return the (node, id) that worked.
-
-    A failed id does not stop the others: every failure is reported and counted.
-    """
-    from glancecache_client.errors import GlanceCacheError
-
-    def on_node(client: CacheClient) -> list[tuple[str, GlanceCacheError | None]]:
-        outcomes: list[tuple[str, GlanceCacheError | None]] = []
-        for image_id in image_ids:
-            try:
-                operation(client, image_id)
-                outcomes.append((image_id, None))
-            except GlanceCacheError as exc:
-                outcomes.append((image_id, exc))
-        return outcomes
-
-    done: list[tuple[str, str]] = []
-    for node_result in run.cluster.run(on_node):
-        if node_result.error is not None:  # discovery failed: every id failed on this node
-            run.report.fail(node_result.error, f"cannot {what} on this node")
-            continue
-        for image_id, error in node_result.value or []:
-            if error is None:
-                run.report.ok()
-                done.append((node_result.node, image_id))
-            else:
-                run.report.fail(error, f"cannot {what} {image_id}")
-    return done
+    """The arguments, or the lines of stdin when the only argument is ``-`` (the core validates them)."""
+    if "-" not in given:
+        return list(given)
+    if len(given) > 1:
+        raise CliError("'-' (read ids from stdin) must be the only IMAGE_ID", exitcodes.USAGE)
+    return [line.strip() for line in sys.stdin if line.strip() and not line.lstrip().startswith("#")]
 
 
 # -- commands ----------------------------------------------------------------------------------------------
@@ -124,8 +59,8 @@ def for_each_id(
 def cache_list(settings: Settings, nodes: NodeChoice, output: OutputSpec) -> None:
     """List the images cached and queued on each node.
 
-    Columns: image_id, state (cached or queued), size (bytes), hits, last_accessed, last_modified
-    (ISO-8601 UTC), checksum; with several nodes, node first.
+    Columns: node, image_id, state (cached or queued), size (bytes), hits, last_accessed, last_modified
+    (ISO-8601 UTC), checksum.
 
     \b
     Examples:
@@ -135,9 +70,11 @@ def cache_list(settings: Settings, nodes: NodeChoice, output: OutputSpec) -> Non
     """
     from glancecache_client.views import cache_table
 
-    with connected(settings, nodes) as run:
-        states = run.report.collect(run.cluster.list())
-        run.emit(cache_table(states, with_node=run.several), output)
+    with connected(settings, nodes) as cluster:
+        from glancecache_client import operations as core  # the library loads once the options are good
+
+        outcome = core.list_cache(cluster)
+    finish(outcome, cache_table(outcome.values), output)
 
 
 @cli.command("cache-queue")
@@ -191,39 +128,20 @@ def cache_queue(
         return
     if wait_timeout is not None and not wait:
         settings.timeout = wait_timeout
-    with connected(settings, nodes) as run:
-        if wait and not can_wait(run):
-            return
-        queued = for_each_id(run, ids, lambda client, image_id: client.queue(image_id), "queue")
-        if wait and queued:
-            wait_until_cached(run, queued, wait_timeout or 300.0, interval)
+    with connected(settings, nodes) as cluster, progress(wait, len(ids) * len(cluster.clients)) as advance:
+        from glancecache_client import operations as core  # the library loads once the options are good
 
-
-def can_wait(run: Run) -> bool:
-    """Whether every node can cache on demand; each node that cannot (or cannot be asked) is one line."""
-    checks = run.cluster.run(lambda client: client.check_can_wait())
-    for check in checks.errors:
-        assert check.error is not None
-        run.report.fail(check.error, "not queued")
-    return checks.ok
-
-
-def wait_until_cached(run: Run, pairs: list[tuple[str, str]], timeout: float, interval: float) -> None:
-    """Wait (Cluster.wait_until_cached) and turn each pair that never arrived into a reported failure."""
-    from glancecache_client.errors import CacheWaitTimeout
-
-    with progress(len(pairs)) as advance:
-        failed = run.cluster.wait_until_cached(pairs, timeout=timeout, interval=interval, on_cached=advance)
-    for (_, image_id), error in sorted(failed.items(), key=lambda item: item[0]):
-        what = "" if isinstance(error, CacheWaitTimeout) else f"cannot check that {image_id} is cached"
-        run.report.retract(error, what)
+        outcome = core.queue(
+            cluster, ids, wait=wait, timeout=wait_timeout or 300.0, interval=interval, on_cached=advance
+        )
+    finish(outcome)
 
 
 @contextmanager
-def progress(total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when stderr is a terminal; nothing at all otherwise."""
+def progress(wanted: bool, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when waiting and stderr is a terminal; nothing at all otherwise."""
     stderr = sys.stderr
-    if not stderr.isatty():
+    if not wanted or not stderr.isatty():
         yield lambda _count: None
         return
     with click.progressbar(length=total, label="caching", file=stderr, show_pos=True) as bar:
@@ -235,7 +153,10 @@ def progress(total: int) -> Iterator[Callable[[int], None]]:
 @click.option(
     "--ignore-missing",
     is_flag=True,
-    help="Succeed where a node answers 404 (an image Glance no longer knows and that node does not hold).",
+    help=(
+        "Succeed even when every node answers 404 (an image Glance no longer knows and no node holds). A 404 from"
+        " some nodes is always fine when another node removed the image."
+    ),
 )
 @node_options
 @click.pass_obj
@@ -253,18 +174,11 @@ def cache_delete(settings: Settings, nodes: NodeChoice, image_ids: tuple[str, ..
     if not ids:
         click.echo("no image ids given on stdin: nothing to delete", err=True)
         return
+    with connected(settings, nodes) as cluster:
+        from glancecache_client import operations as core  # the library loads once the options are good
 
-    def delete(client: CacheClient, image_id: str) -> None:
-        from glancecache_client.errors import NotFound
-
-        try:
-            client.delete(image_id)
-        except NotFound:
-            if not ignore_missing:
-                raise
-
-    with connected(settings, nodes) as run:
-        for_each_id(run, ids, delete, "delete")
+        outcome = core.delete(cluster, ids, ignore_missing=ignore_missing)
+    finish(outcome)
 
 
 def stdin_is_terminal() -> bool:
@@ -290,7 +204,8 @@ CLEAR_TARGETS = ("both", "cache", "queue", "cached", "queued")
 def cache_clear(settings: Settings, nodes: NodeChoice, target: str, yes: bool, output: OutputSpec) -> None:
     """Empty the cache, the queue or both on each node, and print how many entries each lost.
 
-    Asks for confirmation when run on a terminal, unless --yes.
+    Asks for confirmation when run on a terminal, unless --yes. Needs only the cache_delete permission: where a
+    node's policy refuses the listing that counts entries, the counts are empty (null in JSON).
 
     \b
     Examples:
@@ -301,14 +216,16 @@ def cache_clear(settings: Settings, nodes: NodeChoice, target: str, yes: bool, o
     from glancecache_client.views import clear_table
 
     parsed = ClearTarget.parse(target)
-    with connected(settings, nodes) as run:
+    with connected(settings, nodes) as cluster:
+        from glancecache_client import operations as core  # the library loads once the options are good
+
         if not yes and stdin_is_terminal():
             what = {"both": "the cache and the queue", "cache": "the cache", "queue": "the queue"}[parsed.value]
-            where = ", ".join(run.cluster.endpoints)
+            where = ", ".join(cluster.endpoints)
             if not click.confirm(f"Empty {what} on {where}?", err=True):
                 raise CliError("nothing cleared", exitcodes.ERROR)
-        results = run.report.collect(run.cluster.clear(parsed), "cannot clear")
-        run.emit(clear_table(results, with_node=run.several), output)
+        outcome = core.clear(cluster, parsed)
+    finish(outcome, clear_table(outcome.values), output)
 
 
 @cli.command("cache-clean")
@@ -321,8 +238,11 @@ def cache_clean(settings: Settings, nodes: NodeChoice) -> None:
     Example:
       glance --all-nodes cache-clean
     """
-    with connected(settings, nodes) as run:
-        run.report.collect(run.cluster.clean(), "cannot clean")
+    with connected(settings, nodes) as cluster:
+        from glancecache_client import operations as core  # the library loads once the options are good
+
+        outcome = core.clean(cluster)
+    finish(outcome)
 
 
 @cli.command("cache-prune")
@@ -338,9 +258,11 @@ def cache_prune(settings: Settings, nodes: NodeChoice, output: OutputSpec) -> No
     """
     from glancecache_client.views import prune_table
 
-    with connected(settings, nodes) as run:
-        results = run.report.collect(run.cluster.prune(), "cannot prune")
-        run.emit(prune_table(results, with_node=run.several), output)
+    with connected(settings, nodes) as cluster:
+        from glancecache_client import operations as core  # the library loads once the options are good
+
+        outcome = core.prune(cluster)
+    finish(outcome, prune_table(outcome.values), output)
 
 
 @cli.command("cache-nodes-list")
@@ -351,26 +273,22 @@ def cache_prune(settings: Settings, nodes: NodeChoice, output: OutputSpec) -> No
 def cache_nodes_list(settings: Settings, nodes: NodeChoice, image_id: str, output: OutputSpec) -> None:
     """List the node URLs where an image is cached (needs the centralized_db cache driver).
 
+    The answer is cluster-wide (every node reads one registry), so one node is asked: the first that answers.
+
     \b
     Example:
       glance --host glance1 cache-nodes-list 3c021162-1e38-461a-a362-e154bf54e241
     """
-    from glancecache_client.views import Table, Value, nodes_table
+    from glancecache_client.views import nodes_table
 
     if image_id == "-":
         raise CliError("cache-nodes-list takes one IMAGE_ID, not -", exitcodes.USAGE)
-    (valid_id,) = read_image_ids([image_id])
-    with connected(settings, nodes) as run:
-        rows: list[tuple[Value, ...]] = []
-        for node_result in run.cluster.nodes(valid_id):
-            if node_result.error is not None:
-                run.report.fail(node_result.error, "cannot list the nodes")
-                continue
-            run.report.ok()
-            table = nodes_table(valid_id, node_result.value or [])
-            rows += [((node_result.node, *row) if run.several else row) for row in table.rows]
-        columns = ("node", "image_id", "node_url") if run.several else ("image_id", "node_url")
-        run.emit(Table(columns, rows), output)
+    with connected(settings, nodes, warn=False) as cluster:  # a cluster-wide answer: a load balancer is fine
+        from glancecache_client import operations as core  # the library loads once the options are good
+
+        outcome = core.nodes_of(cluster, image_id)
+    urls = [url for urls in outcome.values for url in urls]
+    finish(outcome, nodes_table(outcome.images[0] if outcome.images else image_id, urls), output)
 
 
 @cli.command("help", hidden=True)

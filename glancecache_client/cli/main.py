@@ -209,7 +209,10 @@ def identity_options(command: F) -> F:
     envvar="OS_IMAGE_URL",
     show_envvar=True,
     metavar="URL",
-    help="The node to use when no --host is given (python-glanceclient compatibility).",
+    help=(
+        "The node to use when no --host is given (python-glanceclient compatibility); without either, the Keystone"
+        " catalog's image endpoint."
+    ),
 )
 @click.option(
     "--os-auth-type",
@@ -254,7 +257,9 @@ def cli(ctx: click.Context, /, nodes: NodeChoice, **options: Any) -> None:
     """See and manage the Glance image cache of one node or all of them.
 
     Pick nodes with --host (before or after the command, repeatable) or --all-nodes; with several nodes every
-    command runs on all of them at once and the output gains a node column.
+    command runs on all of them at once. Rows always start with a node column. With no node given, the image
+    endpoint of --os-image-url or the Keystone catalog is used, with a warning that a load balancer shows one
+    arbitrary node.
     """
     identity = {
         name[2:].replace("-", "_").removeprefix("os_"): options[name[2:].replace("-", "_")]

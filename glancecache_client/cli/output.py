@@ -1,8 +1,8 @@
 """Everything the CLI prints: rows on stdout in one of five formats, and failures on stderr as one line each.
 
-``emit`` is the only place that formats data (tabulate, json, yaml and csv are imported here, lazily, so help
-and argument parsing stay fast). ``Report`` collects per-node outcomes, prints every failure as one line and
-turns the whole run into an exit status. ``error_boundary`` turns any error that escapes a command into one
+``emit`` is the only place that formats data (tabulate, json, yaml and csv are imported here, lazily, so help and
+argument parsing stay fast). ``finish`` prints a core Outcome (each failure as one line with the library's hint,
+then the rows) and turns it into an exit status. ``error_boundary`` turns any error that escapes a command into one
 line on stderr and an exit status: a user never sees a traceback for a failure the library can name.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -19,23 +19,22 @@ import click
 from . import exitcodes
 
 if TYPE_CHECKING:
-    from glancecache_client.cluster import ClusterResult
+    from glancecache_client.operations import Outcome
     from glancecache_client.views import Table, Value
 
 __all__ = [
     "FORMATS",
     "CliError",
     "OutputSpec",
-    "Report",
     "emit",
     "error_boundary",
+    "finish",
     "output_options",
     "render",
 ]
 
 FORMATS = ("table", "json", "yaml", "csv", "value")
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 
 class CliError(click.ClickException):
@@ -166,79 +165,19 @@ def _align(table: Table, index: int) -> str:
 # -- failures ---------------------------------------------------------------------------------------------
 
 
-def describe(error: BaseException) -> str:
-    """One line: what went wrong (the library's message names the node) and what to do about it."""
-    from glancecache_client import errors
-
-    text = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, errors.Unauthorized):
-        text += _UNAUTHORIZED_HINTS.get(error.credentials, _UNAUTHORIZED_HINTS["none"])
-    elif isinstance(error, errors.Forbidden):
-        text += " (the cache API is admin-only by default: use an account with the admin role)"
-    return text
-
-
-_UNAUTHORIZED_HINTS = {
-    "none": (
-        " (give credentials: --os-token, --os-cloud, or --os-auth-url with --os-username/--os-password;"
-        " --os-auth-type none for a noauth node)"
-    ),
-    "token": (
-        " (the node rejected the token given with --os-token/OS_TOKEN: it may have expired, been revoked or come"
-        " from another cloud; get a fresh one with 'openstack token issue', or authenticate with --os-auth-url"
-        " and a password)"
-    ),
-    "keystone": " (the node rejected the token Keystone issued: is the node using the same Keystone?)",
-}
-
-
-def show_error(error: BaseException, what: str = "") -> None:
-    prefix = f"{what}: " if what else ""
-    click.echo(f"Error: {prefix}{describe(error)}", err=True)
-
-
-@dataclass
-class Report:
-    """Collects every outcome of a run; failures are printed as they are collected."""
-
-    succeeded: int = 0
-    failures: list[BaseException] = field(default_factory=list)
-
-    def collect(self, result: ClusterResult[T], what: str = "") -> list[T]:
-        """Count ``result``'s nodes, print each node's error, and return the values of the nodes that worked."""
-        values: list[T] = []
-        for node_result in result:
-            if node_result.error is None:
-                self.succeeded += 1
-                values.append(node_result.value)  # type: ignore[arg-type]
-            else:
-                self.fail(node_result.error, what)
-        return values
-
-    def ok(self, count: int = 1) -> None:
-        self.succeeded += count
-
-    def fail(self, error: BaseException, what: str = "") -> None:
-        self.failures.append(error)
-        show_error(error, what)
-
-    def retract(self, error: BaseException, what: str = "") -> None:
-        """An outcome counted as a success turned out to fail (e.g. queued, but never cached)."""
-        self.succeeded -= 1
-        self.fail(error, what)
-
-    @property
-    def exit_code(self) -> int:
-        return exitcodes.combine(self.succeeded, self.failures)
-
-    def finish(self) -> None:
-        """Exit with the run's status; with several outcomes and some failed, say how many first."""
-        code = self.exit_code
-        total = self.succeeded + len(self.failures)
-        if self.failures and total > 1:
-            click.echo(f"Error: {len(self.failures)} of {total} operations failed", err=True)
-        if code != exitcodes.OK:
-            raise click.exceptions.Exit(code)
+def finish(outcome: Outcome[Any], table: Table | None = None, output: OutputSpec | None = None) -> None:
+    """Print each failure (one line, with its hint), the rows (unless nothing succeeded: then the errors are the
+    whole answer), a count when several outcomes were mixed, and exit with the run's status."""
+    for failure in outcome.failures:
+        click.echo(f"Error: {failure.line}", err=True)
+    if table is not None and output is not None and outcome.successes:
+        emit(table, output)
+    total = len(outcome.successes) + len(outcome.failures)
+    if outcome.failures and total > 1:
+        click.echo(f"Error: {len(outcome.failures)} of {total} operations failed", err=True)
+    code = exitcodes.combine(len(outcome.successes), [failure.error for failure in outcome.failures])
+    if code != exitcodes.OK:
+        raise click.exceptions.Exit(code)
 
 
 @contextmanager
@@ -255,8 +194,12 @@ def error_boundary() -> Iterator[None]:
     except NodeSetError as exc:
         raise CliError(str(exc), exitcodes.USAGE) from None
     except errors.GlanceCacheError as exc:
+        from glancecache_client.operations import describe
+
         raise CliError(describe(exc), exitcodes.for_error(exc)) from None
     except Exception as exc:
         if type(exc).__module__.startswith("keystoneauth1"):
+            from glancecache_client.operations import describe
+
             raise CliError(f"identity: {describe(exc)}", exitcodes.for_error(exc)) from None
         raise

@@ -1,15 +1,16 @@
 """What the global options mean: which nodes a command acts on, and where its tokens come from.
 
 ``Settings`` (kept in ``ctx.obj`` by the group) is the composition root: ``open_cluster`` resolves nodes
-(``--host``, ``--all-nodes``, ``--os-image-url``), authenticates once (keystoneauth1 session, clouds.yaml, static
-token or none) and builds the library's Cluster. Library modules, httpx and keystoneauth1 are imported inside
-the methods so that ``--help`` and argument parsing load click alone.
+(``--host``, ``--all-nodes``, ``--os-image-url``, else the catalog's image endpoint), authenticates once
+(keystoneauth1 session, clouds.yaml, static token or none) and builds the library's Cluster. Library modules, httpx
+and keystoneauth1 are imported inside the methods so that ``--help`` and argument parsing load click alone.
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,10 +63,8 @@ class Settings:
     # -- nodes -----------------------------------------------------------------------------------------
 
     def endpoints(self, command_nodes: NodeChoice) -> list[str]:
-        """Normalized, de-duplicated node URLs for this command, or a usage error saying how to give them."""
-        from glancecache_client.errors import InvalidInput
-        from glancecache_client.nodes import normalize_endpoint
-
+        """The nodes named for this command (``--host``, ``--all-nodes``, ``--os-image-url``), as given: the
+        library checks and normalises them, once. Empty when none was named (the catalog may still have one)."""
         from .config import hosts_from_env, load_node_set
 
         choice = self.nodes.merged(command_nodes)
@@ -75,17 +74,22 @@ class Settings:
             hosts += env_hosts if env_hosts and not choice.node_set else load_node_set(choice.node_set)
         if not hosts and self.image_url:
             hosts = [self.image_url]  # python-glanceclient compatibility: --os-image-url / OS_IMAGE_URL
-        if not hosts:
-            raise CliError("no node given: use --host HOST (repeatable) or --all-nodes", exitcodes.USAGE)
-        urls: list[str] = []
-        for host in hosts:
-            try:
-                url = normalize_endpoint(host)
-            except InvalidInput as exc:
-                raise CliError(str(exc), exitcodes.USAGE) from None
-            if url not in urls:
-                urls.append(url)
-        return urls
+        return hosts
+
+    def catalog_endpoint(self, source: TokenSource) -> str:
+        """The catalog's image endpoint, as python-glanceclient and OSC use it when no node is named."""
+        from glancecache_client import auth
+        from glancecache_client.nodes import catalog_endpoint
+
+        from .output import error_boundary
+
+        found = None
+        if isinstance(source, auth.SessionTokens):
+            with error_boundary():
+                found = source.session.get_endpoint(service_type="image", interface="public")
+        if not found:
+            raise _no_node()
+        return catalog_endpoint(str(found))
 
     # -- identity --------------------------------------------------------------------------------------
 
@@ -138,7 +142,6 @@ class Settings:
 
     def _keystone_session(self, auth_type: str) -> Any:
         from glancecache_client import auth
-        from glancecache_client.errors import InvalidInput
 
         options: dict[str, object] = dict(self.identity)
         options["token"] = self.token
@@ -151,12 +154,10 @@ class Settings:
                 options["user_domain_id"] = self.default_domain
             if not (options.get("project_domain_name") or options.get("project_domain_id")):
                 options["project_domain_id"] = self.default_domain
-        try:
-            session = auth.keystone_session(
-                auth_type, options, verify=self.verify, cert=self.client_cert, timeout=self.timeout
-            )
-        except InvalidInput as exc:
-            raise CliError(str(exc), exitcodes.USAGE) from None
+        # An unreadable CA or certificate file is InvalidInput: the error boundary makes it exit 2.
+        session = auth.keystone_session(
+            auth_type, options, verify=self.verify, cert=self.client_cert, timeout=self.timeout
+        )
         if auth_type in ("password", "v3password") and not self.identity.get("password"):
             # keystoneauth1 would fail later with a bare Exception and a traceback.
             raise CliError(
@@ -240,8 +241,23 @@ class Settings:
 
     # -- composition -------------------------------------------------------------------------------------
 
-    def open_cluster(self, command_nodes: NodeChoice) -> Cluster:
-        """The Cluster a command works on; raises CliError (one line, exit status) for anything wrong."""
+    def open_cluster(
+        self, command_nodes: NodeChoice, *, transport_factory: Callable[[str], Any] | None = None, warn: bool = True
+    ) -> Cluster:
+        """The Cluster a command (or the exporter) works on; raises CliError (one line, exit status) for anything
+        wrong, whoever calls it.
+
+        With no node named, the catalog's image endpoint is used, with the one-line load-balancer warning
+        (unless ``warn`` is False: for answers every node shares). ``transport_factory`` goes to the Cluster.
+        """
+        from .output import error_boundary
+
+        with error_boundary():
+            return self._open_cluster(command_nodes, transport_factory, warn)
+
+    def _open_cluster(
+        self, command_nodes: NodeChoice, transport_factory: Callable[[str], Any] | None, warn: bool
+    ) -> Cluster:
         if self.debug:
             _enable_debug_log()
         else:
@@ -251,9 +267,18 @@ class Settings:
         warnings.filterwarnings("ignore", message="Unverified HTTPS request")
         # Usage errors first, before the HTTP stack loads; except that clouds.yaml may name the node
         # (image_endpoint_override), which is known only once the cloud is read.
-        endpoints = None if self.cloud else self.endpoints(command_nodes)
+        endpoints = [] if self.cloud else self.endpoints(command_nodes)
+        if not endpoints and not self.cloud and not self.identity.get("auth_url"):
+            raise _no_node()  # nothing to read a catalog from
         source = self.token_source()
         endpoints = endpoints or self.endpoints(command_nodes)
+        if not endpoints:
+            endpoint = self.catalog_endpoint(source)
+            if warn:
+                from glancecache_client.operations import catalog_warning
+
+                click.echo(catalog_warning(endpoint), err=True)
+            endpoints = [endpoint]
         if self.insecure:
             click.echo(
                 "Warning: TLS verification is off (--insecure/OS_INSECURE): certificates of the nodes and "
@@ -270,7 +295,16 @@ class Settings:
             verify=self.verify,
             cert=self.client_cert,
             timeout=self.timeout,
+            transport_factory=transport_factory,
         )
+
+
+def _no_node() -> CliError:
+    return CliError(
+        "no node given: use --host HOST (repeatable), --all-nodes or --os-image-url URL, or Keystone credentials "
+        "whose catalog has an image endpoint",
+        exitcodes.USAGE,
+    )
 
 
 _DEFAULT_DOMAIN_PLUGINS = ("password", "v3password", "token", "v3token", "v3applicationcredential")

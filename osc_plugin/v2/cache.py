@@ -1,33 +1,38 @@
-"""The ``openstack cache ...`` commands: thin cliff adapters over :class:`glancecache_client.Cluster`.
+"""The ``openstack cache ...`` commands: thin cliff adapters over :mod:`glancecache_client.operations`.
 
-Each command parses its arguments, asks the library, and hands cliff the typed rows of
-:mod:`glancecache_client.views` (the same columns and rows the ``glance`` CLI prints), as lists so every cliff
-formatter, ``-c`` and ``--sort-column`` work. Every command takes ``--host`` (repeatable); without it the image
-endpoint comes from OSC (``image_endpoint_override``, then the catalog) and a warning says that a load-balanced
-endpoint reaches one arbitrary node.
+Each command parses its arguments, calls one core function, and hands cliff the rows of
+:mod:`glancecache_client.views` under OSC's own column headers (``ID``, ``State``, ``Last Accessed (UTC)``, ...
+as ``openstack cached image list`` shows them, plus ``Node`` and ``Checksum``), with absent values shown as OSC
+shows them (``N/A``). Rows are sorted here, on their typed values, so ``--sort-column Size`` sorts numbers even
+where a queued image has none. Images are given by ID or unique name, as OSC's commands take them. Every command
+takes ``--host`` (repeatable); without it the image endpoint comes from OSC (``image_endpoint_override``, then the
+catalog) and a one-line warning says that a load-balanced endpoint reaches one arbitrary node, unless
+``--os-endpoint`` named the endpoint explicitly.
 
-Failures never stop the other nodes or images: each is printed on stderr as one line naming the node, the image,
-the HTTP status and the server's explanation, whatever succeeded is still printed, and the command then exits 1
-with a count such as "Failed to queue 1 of 3 images". When nothing succeeded and every failure was a refused login
-or permission (HTTP 401/403), the failure lines are all it prints and it exits 3, as the ``glance`` CLI does.
+Failures never stop the other nodes or images (the core's rule): each is printed on stderr as one line naming the
+node, the image, the HTTP status, the server's explanation and the library's hint; whatever succeeded is still
+printed, and the command then exits 1 with a count such as "Failed to queue 1 of 3 images". When nothing
+succeeded and every failure was a refused login or permission (HTTP 401/403), the failure lines are all it prints
+and it exits 3, as the ``glance`` CLI does.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cliff import command, lister
 from osc_lib import exceptions
 
 from glancecache_client import errors
+from glancecache_client import operations as core
 from glancecache_client.models import ClearTarget
-from glancecache_client.nodes import validate_image_id
-from glancecache_client.views import Table, cache_table, clear_table, nodes_table, prune_table
+from glancecache_client.views import HEADERS, Table, cache_table, clear_table, nodes_table, prune_table
 
 if TYPE_CHECKING:
-    from glancecache_client import Cluster, ClusterResult, NodeResult
+    from glancecache_client import Cluster
+    from glancecache_client.operations import Failure, Outcome
     from osc_plugin.plugin import ImageCacheAPI
 
 __all__ = [
@@ -44,23 +49,12 @@ T = TypeVar("T")
 
 # The `glance` CLI's exit status for a refused login or permission, so scripts branch alike on both commands.
 AUTH_REFUSED = 3
+# How OSC's `openstack cached image list` shows a value the node did not give.
+ABSENT = "N/A"
 
 
 class _Refused(Exception):
     """Nothing succeeded and every failure was a 401/403 (already reported): exit AUTH_REFUSED."""
-
-
-def _all_refused(result: ClusterResult[Any]) -> bool:
-    """Whether the failures of ``result`` (if any) are all refused logins or permissions."""
-    found = result.errors
-    return bool(found) and all(isinstance(r.error, (errors.Unauthorized, errors.Forbidden)) for r in found)
-
-
-def _refused_everywhere(result: ClusterResult[Any]) -> bool:
-    return len(result.errors) == len(result) and _all_refused(result)
-
-
-# -- shared plumbing ----------------------------------------------------------------------------------------
 
 
 def _add_host_option(parser: argparse.ArgumentParser) -> None:
@@ -81,12 +75,35 @@ def _add_image_argument(parser: argparse.ArgumentParser, help_text: str, *, many
     parser.add_argument("images", metavar="<image>", nargs="+" if many else 1, help=help_text)
 
 
+def _failure_line(failure: Failure) -> str:
+    what = f"{failure.action} image {failure.image}" if failure.image else failure.action
+    where = f" on {failure.node}" if failure.node else ""
+    return f"Failed to {what}{where}: {failure.error.message}{core.hint(failure.error)}"
+
+
 class _CacheCommandMixin:
-    """Opening the cluster, the no-``--host`` warning, failure lines and image-name lookup."""
+    """Opening the cluster (with the no-``--host`` warning) and turning an Outcome into lines and a status."""
 
     app: Any
     # Whether a command without --host warns about load balancers (not for answers every node shares).
     warn_without_host = True
+    # What a failure count counts: "image" for per-image commands, "node" for whole-node ones.
+    counted = "node"
+    verb = ""
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = super().get_parser(prog_name)  # type: ignore[misc]
+        self.add_arguments(parser)
+        _add_host_option(parser)
+        return parser
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """The command's own arguments (every command also takes --host)."""
+
+    def _every_node(self, parsed_args: argparse.Namespace, operation: Callable[[Cluster], T]) -> tuple[T, int]:
+        """Run one core operation on the chosen nodes (closed after); its Outcome and how many nodes there were."""
+        with self._open_cluster(parsed_args) as cluster:
+            return operation(cluster), len(cluster.clients)
 
     def _api(self) -> ImageCacheAPI:
         api: ImageCacheAPI = self.app.client_manager.image_cache
@@ -100,12 +117,8 @@ class _CacheCommandMixin:
                 endpoint = api.endpoint
             except LookupError as exc:
                 raise exceptions.CommandError(str(exc)) from None
-            if self.warn_without_host and not self._quiet():
-                self._stderr(
-                    f"Warning: no --host given, so this uses the image endpoint {endpoint}; if it is "
-                    f"load-balanced, you see one arbitrary node's cache. Give --host NODE (repeatable) "
-                    f"to choose nodes."
-                )
+            if self.warn_without_host and not api.endpoint_is_explicit and not self._quiet():
+                self._stderr(core.catalog_warning(endpoint))
             hosts = [endpoint]
         try:
             return api.cluster(hosts)
@@ -120,83 +133,37 @@ class _CacheCommandMixin:
         self.app.stderr.write(line + "\n")
         self.app.stderr.flush()
 
-    def _report(self, what: str, result: ClusterResult[Any]) -> int:
-        """Print one line per failed node; return how many nodes failed."""
-        for failed in result.errors:
-            self._stderr(_failure_line(what, failed))
-        return len(result.errors)
-
-    def _image_ids(self, cluster: Cluster, names_or_ids: Iterable[str], action: str) -> list[tuple[str, str]]:
-        """(argument, image id) for each argument that is an id or names exactly one image; others reported.
-
-        Ids are used as given (no lookup, so entries whose image record was deleted stay reachable); anything
-        else is looked up as a name with ``GET /v2/images?name=`` on the first node.
-        """
-        resolved: list[tuple[str, str]] = []
-        for argument in names_or_ids:
-            try:
-                resolved.append((argument, validate_image_id(argument)))
-                continue
-            except errors.InvalidInput:
-                pass
-            try:
-                resolved.append((argument, self._image_id_named(cluster.endpoints[0], argument)))
-            except LookupError as exc:
-                self._stderr(f"Failed to {action} {argument!r}: {exc}")
-        return resolved
-
-    def _image_id_named(self, endpoint: str, name: str) -> str:
-        from keystoneauth1 import exceptions as ks_exceptions
-
-        session = self._api().session
-        try:
-            response = session.get(
-                f"{endpoint}/v2/images",
-                params={"name": name, "limit": 2},
-                headers={"Accept": "application/json"},
-                raise_exc=False,
-            )
-        except ks_exceptions.ClientException as exc:
-            raise LookupError(f"looking up the image name on {endpoint} failed: {exc}") from None
-        if response.status_code != 200:
-            explanation = errors.explanation_from_body(response.content, response.headers.get("content-type", ""))
-            raise LookupError(
-                f"looking up the image name on {endpoint} failed: HTTP {response.status_code}: {explanation}"
-            )
-        try:
-            images = response.json().get("images", [])
-            ids = [str(image["id"]) for image in images]
-        except (ValueError, AttributeError, KeyError, TypeError):
-            raise LookupError(f"{endpoint} answered the image name lookup with an unexpected body") from None
-        if not ids:
-            raise LookupError(f"no image is named {name!r} (and it is not an image ID)")
-        if len(ids) > 1:
-            raise LookupError(f"more than one image is named {name!r}: give the image ID instead")
-        return ids[0]
+    def _conclude(self, outcome: Outcome[Any], total: int) -> str | None:
+        """Print each failure; raise when there is nothing to show; else the count message for a failed run."""
+        for failure in outcome.failures:
+            self._stderr(_failure_line(failure))
+        if not outcome.failures:
+            return None
+        if outcome.refused_only:
+            raise _Refused
+        if self.counted == "image":
+            # A failure about no image in particular (a node that cannot wait) fails every image.
+            whole = any(failure.image is None for failure in outcome.failures)
+            failed = total if whole else len(outcome.failed_images)
+        else:
+            failed = len(outcome.failures)
+        plural = "s" if total != 1 or self.counted == "image" else ""  # "Failed to queue 1 of 1 images", as before
+        on = "" if self.counted == "image" else " on"
+        message = f"Failed to {self.verb}{on} {failed} of {total} {self.counted}{plural}"
+        if not outcome.successes:
+            raise exceptions.CommandError(message)  # before cliff prints an empty table (or "[]" to a pipeline)
+        return message
 
 
-def _failure_line(what: str, failed: NodeResult[Any]) -> str:
-    error = failed.error
-    detail = error.message if isinstance(error, errors.GlanceCacheError) else str(error)
-    hint = ""
-    if isinstance(error, errors.Forbidden):
-        hint = " (Glance's cache API needs the admin role unless its policy says otherwise)"
-    return f"Failed to {what} on {failed.node}: {detail}{hint}"
-
-
-def _count(noun: str, failed: int, total: int, what: str) -> str:
-    plural = "" if total == 1 else "s"
-    return f"Failed to {what} on {failed} of {total} {noun}{plural}"
-
-
-class _FanOutLister(_CacheCommandMixin, lister.Lister):
-    """A Lister that prints what the healthy nodes returned and *then* exits 1 if any node failed; when every
-    node failed it prints nothing but the failures.
-
-    cliff's Lister.run always returns 0, so the failure is raised after the output is produced.
-    """
+class _CacheLister(_CacheCommandMixin, lister.Lister):
+    """A Lister that prints what succeeded and *then* exits 1 if anything failed; when nothing succeeded it prints
+    nothing but the failures. cliff's Lister.run always returns 0, so the failure is raised after the output."""
 
     _failure: str | None = None
+
+    @property
+    def need_sort_by_cliff(self) -> bool:
+        return False  # sorted here on typed values: cliff cannot order "N/A" among numbers
 
     def run(self, parsed_args: argparse.Namespace) -> int:
         self._failure = None
@@ -208,45 +175,32 @@ class _FanOutLister(_CacheCommandMixin, lister.Lister):
             raise exceptions.CommandError(self._failure)
         return status
 
-    def _output(self, table: Table) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        return table.columns, list(table.rows)
-
-    def _fan_out(
-        self, parsed_args: argparse.Namespace, what: str, call: Callable[[Cluster], ClusterResult[T]]
-    ) -> tuple[list[T], bool]:
-        """Run ``call`` on the cluster; report failures. Returns the ok values and whether to show a node column."""
-        with self._open_cluster(parsed_args) as cluster:
-            result = call(cluster)
-            total = len(cluster.endpoints)
-        failed = self._report(what, result)
-        if failed == total:
-            # Nothing to show: fail before cliff prints an empty table (or "[]" to a pipeline).
-            if _refused_everywhere(result):
-                raise _Refused
-            raise exceptions.CommandError(_count("node", failed, total, what))
-        if failed:
-            self._failure = _count("node", failed, total, what)
-        return result.values, total > 1
+    def _rows(
+        self, parsed_args: argparse.Namespace, outcome: Outcome[Any], total: int, table: Table
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        self._failure = self._conclude(outcome, total)
+        keys = [_column_key(table, name) for name in getattr(parsed_args, "sort_columns", None) or []]
+        descending = getattr(parsed_args, "sort_direction", "asc") == "desc"
+        table = table.sorted_by([key for key in keys if key], descending=descending)
+        headers = tuple(HEADERS.get(column, column) for column in table.columns)
+        return headers, [tuple(ABSENT if value is None else value for value in row) for row in table.rows]
 
 
-# -- commands -----------------------------------------------------------------------------------------------
+def _column_key(table: Table, name: str) -> str | None:
+    """The JSON key of a column named by its OSC header or its key, in any case (None: cliff ignores it too)."""
+    wanted = _normalized(name)
+    for column in table.columns:
+        if wanted in (_normalized(column), _normalized(HEADERS.get(column, column))):
+            return column
+    return None
 
 
-class ListCache(_FanOutLister):
-    """List the cached and queued images of Glance API nodes"""
-
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
-        _add_host_option(parser)
-        return parser
-
-    def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        states, with_node = self._fan_out(parsed_args, "list the cache", lambda cluster: cluster.list())
-        return self._output(cache_table(states, with_node=with_node))
+def _normalized(name: str) -> str:
+    return "_".join(name.strip().lower().replace("-", " ").split())
 
 
 class _CacheCommand(_CacheCommandMixin, command.Command):
-    """A command that prints no table; it exits AUTH_REFUSED when it raises _Refused."""
+    """A command that prints no table; it exits AUTH_REFUSED when nothing but refusals happened."""
 
     def run(self, parsed_args: argparse.Namespace) -> int:
         try:
@@ -254,51 +208,33 @@ class _CacheCommand(_CacheCommandMixin, command.Command):
         except _Refused:
             return AUTH_REFUSED
 
-
-class _PerImageCommand(_CacheCommand):
-    """Queue or delete: one request per image per node, carrying on past failures."""
-
-    verb = ""
-
-    def _act(self, cluster: Cluster, image_id: str) -> ClusterResult[None]:
-        raise NotImplementedError
-
-    def _acceptable(self, result: ClusterResult[None]) -> bool:
-        return result.ok
-
-    def _each_image(self, parsed_args: argparse.Namespace, cluster: Cluster) -> tuple[list[str], int]:
-        """Act on every image; return the ids that succeeded everywhere and how many images failed.
-
-        Raises _Refused when nothing succeeded and every failure was a 401/403.
-        """
-        arguments: list[str] = list(parsed_args.images)
-        resolved = self._image_ids(cluster, arguments, f"{self.verb} image")
-        failed = len(arguments) - len(resolved)
-        refused_only = not failed  # a name that could not be looked up is not a refusal
-        done: list[str] = []
-        for _argument, image_id in resolved:
-            result = self._act(cluster, image_id)
-            if self._acceptable(result):
-                done.append(image_id)
-                continue
-            failed += 1
-            refused_only = refused_only and _all_refused(result)
-            for node_result in result.errors:
-                self._stderr(_failure_line(f"{self.verb} image {image_id}", node_result))
-        if failed and refused_only and not done:
-            raise _Refused
-        return done, failed
+    def _finish(self, outcome: Outcome[Any], total: int) -> None:
+        message = self._conclude(outcome, total)
+        if message:
+            raise exceptions.CommandError(message)
 
 
-class QueueCache(_PerImageCommand):
+# -- commands -----------------------------------------------------------------------------------------------
+
+
+class ListCache(_CacheLister):
+    """List the cached and queued images of Glance API nodes"""
+
+    verb = "list the cache"
+
+    def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        outcome, total = self._every_node(parsed_args, core.list_cache)
+        return self._rows(parsed_args, outcome, total, cache_table(outcome.values))
+
+
+class QueueCache(_CacheCommand):
     """Queue images for caching on Glance API nodes"""
 
     verb = "queue"
+    counted = "image"
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _add_image_argument(parser, "Image(s) to queue for caching (ID, or a name that is unique)", many=True)
-        _add_host_option(parser)
         parser.add_argument(
             "--wait",
             action="store_true",
@@ -311,66 +247,44 @@ class QueueCache(_PerImageCommand):
             default=300.0,
             help="With --wait: give up after this many seconds in total (default: 300)",
         )
-        return parser
-
-    def _act(self, cluster: Cluster, image_id: str) -> ClusterResult[None]:
-        return cluster.queue(image_id)
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        total = len(parsed_args.images)
-        with self._open_cluster(parsed_args) as cluster:
-            done, failed = self._each_image(parsed_args, cluster)
-            if parsed_args.wait:
-                failed += self._wait(cluster, done, parsed_args.timeout)
-        if failed:
-            raise exceptions.CommandError(f"Failed to queue {failed} of {total} images")
-
-    def _wait(self, cluster: Cluster, image_ids: Sequence[str], timeout: float) -> int:
-        """Wait for every image on every node within one overall deadline; return how many did not arrive."""
-        from glancecache_client import NodeResult
-
-        pairs = [(node, image_id) for image_id in image_ids for node in cluster.endpoints]
-        failed = cluster.wait_until_cached(pairs, timeout=timeout, interval=_poll_interval(timeout))
-        for (node, image_id), error in sorted(failed.items(), key=lambda item: item[0]):
-            self._stderr(_failure_line(f"cache image {image_id}", NodeResult(node, error=error)))
-        return len({image_id for _, image_id in failed})
+        outcome, _nodes = self._every_node(
+            parsed_args,
+            lambda cluster: core.queue(
+                cluster,
+                parsed_args.images,
+                resolve_names=True,
+                wait=parsed_args.wait,
+                timeout=parsed_args.timeout,
+                interval=_poll_interval(parsed_args.timeout),
+            ),
+        )
+        self._finish(outcome, len(parsed_args.images))
 
 
-class DeleteCache(_PerImageCommand):
+class DeleteCache(_CacheCommand):
     """Delete images from the cache and queue of Glance API nodes"""
 
     verb = "delete"
+    counted = "image"
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _add_image_argument(parser, "Image(s) to remove from the cache and queue (ID or unique name)", many=True)
-        _add_host_option(parser)
-        return parser
-
-    def _act(self, cluster: Cluster, image_id: str) -> ClusterResult[None]:
-        return cluster.delete(image_id)
-
-    def _acceptable(self, result: ClusterResult[None]) -> bool:
-        # Glance answers 204 for a known image a node does not hold, and 404 for an id it does not know as an image
-        # -- unless that node still caches or queues it (an image deleted since). So across several nodes a 404
-        # on some is the state asked for; it is a failure only when every node said 404, or on any other error.
-        not_found = [r for r in result.errors if isinstance(r.error, errors.NotFound)]
-        other = [r for r in result.errors if not isinstance(r.error, errors.NotFound)]
-        return not other and len(not_found) < len(result)
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        total = len(parsed_args.images)
-        with self._open_cluster(parsed_args) as cluster:
-            _done, failed = self._each_image(parsed_args, cluster)
-        if failed:
-            raise exceptions.CommandError(f"Failed to delete {failed} of {total} images")
+        outcome, _nodes = self._every_node(
+            parsed_args, lambda cluster: core.delete(cluster, parsed_args.images, resolve_names=True)
+        )
+        self._finish(outcome, len(parsed_args.images))
 
 
-class ClearCache(_FanOutLister):
+class ClearCache(_CacheLister):
     """Remove every image from the cache, the queue or both on Glance API nodes, and count what went"""
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
+    verb = "clear the cache"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--target",
             metavar="{both,cache,queue}",
@@ -380,76 +294,51 @@ class ClearCache(_FanOutLister):
         )
         parser.add_argument("--cache", action="store_true", help="Clear the cached images (with --queue: clear both)")
         parser.add_argument("--queue", action="store_true", help="Clear the queued images (with --cache: clear both)")
-        _add_host_option(parser)
-        return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         target = _chosen_target(parsed_args)
-        results, with_node = self._fan_out(parsed_args, "clear the cache", lambda cluster: cluster.clear(target))
-        return self._output(clear_table(results, with_node=with_node))
+        outcome, total = self._every_node(parsed_args, lambda cluster: core.clear(cluster, target))
+        return self._rows(parsed_args, outcome, total, clear_table(outcome.values))
 
 
 class CleanCache(_CacheCommand):
     """Remove invalid and stalled files from the cache of Glance API nodes (Image API 2.18)"""
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
-        _add_host_option(parser)
-        return parser
+    verb = "clean the cache"
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        with self._open_cluster(parsed_args) as cluster:
-            result = cluster.clean()
-            total = len(cluster.endpoints)
-        failed = self._report("clean the cache", result)
-        if _refused_everywhere(result):
-            raise _Refused
-        if failed:
-            raise exceptions.CommandError(_count("node", failed, total, "clean the cache"))
+        self._finish(*self._every_node(parsed_args, core.clean))
 
 
-class PruneCache(_FanOutLister):
+class PruneCache(_CacheLister):
     """Shrink the cache of Glance API nodes to its size limit, least recently used first (Image API 2.18)"""
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
-        _add_host_option(parser)
-        return parser
+    verb = "prune the cache"
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        results, with_node = self._fan_out(parsed_args, "prune the cache", lambda cluster: cluster.prune())
-        return self._output(prune_table(results, with_node=with_node))
+        outcome, total = self._every_node(parsed_args, core.prune)
+        return self._rows(parsed_args, outcome, total, prune_table(outcome.values))
 
 
-class ListCacheNodes(_FanOutLister):
+class ListCacheNodes(_CacheLister):
     """List the nodes whose cache holds an image (needs Glance's centralized_db cache driver)"""
 
+    verb = "list the nodes caching"
+    counted = "image"
     # The answer comes from the registry every node shares, so a load balancer changes nothing.
     warn_without_host = False
 
-    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
-        parser = super().get_parser(prog_name)
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _add_image_argument(parser, "Image to look for (ID or unique name)", many=False)
-        _add_host_option(parser)
-        return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        with self._open_cluster(parsed_args) as cluster:
-            resolved = self._image_ids(cluster, parsed_args.images, "look up image")
-            if not resolved:
-                raise exceptions.CommandError(f"Failed to look up image {parsed_args.images[0]!r}")
-            image_id = resolved[0][1]
-            result = cluster.nodes(image_id)
-            total = len(cluster.endpoints)
-        what = f"list the nodes caching image {image_id}"
-        failed = self._report(what, result)
-        if _refused_everywhere(result):
-            raise _Refused
-        if failed:
-            self._failure = _count("node", failed, total, what)
-        # Several nodes read the same registry; show each node URL once, in the order first seen.
-        urls = list(dict.fromkeys(url for urls in result.values for url in urls))
-        return self._output(nodes_table(image_id, urls))
+        (image,) = parsed_args.images
+        outcome, _nodes = self._every_node(
+            parsed_args, lambda cluster: core.nodes_of(cluster, image, resolve_names=True)
+        )
+        urls: Sequence[str] = [url for urls in outcome.values for url in urls]
+        image_id = outcome.images[0] if outcome.images else image
+        return self._rows(parsed_args, outcome, 1, nodes_table(image_id, urls))
 
 
 # -- argument types -----------------------------------------------------------------------------------------

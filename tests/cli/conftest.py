@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sys
+import sysconfig
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +16,19 @@ from click.testing import CliRunner, Result
 from glancecache_client.cli import cli
 from tests.tls import https_nodes  # noqa: F401  (a fixture, for test_e2e_tls.py)
 
-GLANCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), ".venv", "bin", "glance")
+
+def _script(name: str) -> str:
+    """The running interpreter's console script (any virtualenv, not only <repo>/.venv)."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(beside):
+        return beside
+    found = shutil.which(name, path=sysconfig.get_path("scripts"))
+    if found is None:
+        raise RuntimeError(f"no {name} script beside {sys.executable}: pip install -e '.[test]' in this environment")
+    return found
+
+
+GLANCE = _script("glance")
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -216,3 +216,23 @@ def test_insecure_keystone_over_tls_prints_one_warning_line(tmp_path):
         "Warning: TLS verification is off (--insecure/OS_INSECURE): certificates of the nodes and Keystone are "
         "not checked"
     ]
+
+
+def test_no_node_uses_the_catalogs_image_endpoint_with_the_load_balancer_warning(keystone):
+    # As python-glanceclient does with only OS_* set: the catalog names the image endpoint.
+    env = {
+        "OS_AUTH_URL": keystone.identity_url, "OS_USERNAME": "admin", "OS_PASSWORD": "admin",
+        "OS_PROJECT_NAME": "admin", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
+    }  # fmt: skip
+    result = glance("cache-list", "-f", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert all(row["node"] == keystone.urls[0] for row in rows)  # the reference catalog names node 0
+    assert result.stderr == (
+        f"Warning: no --host given, so this uses the image endpoint {keystone.urls[0]}; if it is load-balanced, you"
+        " see one arbitrary node's cache. Give --host NODE (repeatable) to choose nodes.\n"
+    )
+    named = glance("--os-image-url", keystone.urls[1], "cache-list", "-f", "json", env=env)
+    assert (named.returncode, named.stderr) == (0, "")  # the endpoint was named: no warning
+    nodes_list = glance("cache-nodes-list", str(__import__("uuid").uuid4()), "-f", "json", env=env)
+    assert "Warning" not in nodes_list.stderr  # a cluster-wide answer: a load balancer changes nothing

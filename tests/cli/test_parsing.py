@@ -94,7 +94,10 @@ def test_unknown_format_is_a_usage_error(invoke):
 def test_no_node_given_is_a_usage_error(invoke):
     result = invoke("cache-list")
     assert result.exit_code == 2
-    assert one_line_error(result) == "Error: no node given: use --host HOST (repeatable) or --all-nodes"
+    assert one_line_error(result) == (
+        "Error: no node given: use --host HOST (repeatable), --all-nodes or --os-image-url URL, or Keystone "
+        "credentials whose catalog has an image endpoint"
+    )
 
 
 @pytest.mark.parametrize("bad", ["ftp://g1", "g1:notaport", "http://g1/x?y=1"])

@@ -2,8 +2,9 @@
 
 A 2-node reference cluster holds a cached image on both nodes and a queued one on node 2. Each row-printing
 command of ``glance`` runs on one node and on both, and ``openstack cache`` on both; every document must validate
-against its command's schema. The schemas are also checked against the columns the code declares (a new column
-needs a new schema version), and shown to reject what the contract forbids.
+against its command's schema (``openstack``'s rows after mapping OSC's headers back to the keys, and ``N/A`` back
+to null). The schemas are also checked against the columns the code declares (a new column needs a new schema
+version), and shown to reject what the contract forbids.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from jsonschema import Draft202012Validator, ValidationError
 
 from glancecache_client.server.runner import Cluster, run_cluster
-from glancecache_client.views import CACHE_COLUMNS, clear_table, nodes_table, prune_table
+from glancecache_client.views import CACHE_COLUMNS, HEADERS, clear_table, nodes_table, prune_table
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "glancecache-rows" / "1"
 BIN = Path(sys.executable).parent
@@ -94,7 +95,7 @@ def test_glance_rows_validate(reference: Reference, several: bool) -> None:
     listed = reference.glance(urls, "cache-list")
     assert {(row["image_id"], row["state"]) for row in listed} >= {(reference.cached, "cached"),
                                                                     (reference.queued, "queued")}
-    assert all(("node" in row) == several for row in listed)
+    assert all(next(iter(row)) == "node" for row in listed)  # the same shape for one node as for several
     assert_valid("cache-list", listed)
     assert_valid("cache-nodes-list", reference.glance(urls, "cache-nodes-list", reference.cached))
     assert_valid("cache-prune", reference.glance(urls, "cache-prune"))
@@ -106,18 +107,24 @@ def test_openstack_rows_validate(reference: Reference) -> None:
         pytest.skip("the openstack command is not installed")
     args = [*hosts("--host", reference.cluster.urls), "-f", "json", "--os-auth-type", "none",
             "--os-endpoint", reference.cluster.urls[0]]
-    listed = run_json(reference.home, "openstack", "cache", "list", *args)
+    listed = as_keys(run_json(reference.home, "openstack", "cache", "list", *args))
     assert {row["state"] for row in listed} == {"cached", "queued"}
     assert_valid("cache-list", listed)
-    assert_valid("cache-nodes-list", run_json(reference.home, "openstack", "cache", "nodes", "list",
-                                              reference.cached, *args))
-    assert_valid("cache-prune", run_json(reference.home, "openstack", "cache", "prune", *args))
+    assert_valid("cache-nodes-list", as_keys(run_json(reference.home, "openstack", "cache", "nodes", "list",
+                                                      reference.cached, *args)))
+    assert_valid("cache-prune", as_keys(run_json(reference.home, "openstack", "cache", "prune", *args)))
+
+
+def as_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """openstack's rows (OSC's headers, N/A for absent) in glance's terms: the one view layer names both."""
+    keys = {header: key for key, header in HEADERS.items()}
+    return [{keys[header]: (None if value == "N/A" else value) for header, value in row.items()} for row in rows]
 
 
 def test_clear_rows_validate_last(reference: Reference) -> None:
     """Runs last in this module (it empties the caches): one node, then both."""
     one = reference.glance(reference.cluster.urls[1:], "cache-clear", "--yes")
-    assert one == [{"cached_removed": 1, "queued_removed": 1}]
+    assert one == [{"node": reference.cluster.urls[1], "cached_removed": 1, "queued_removed": 1}]
     assert_valid("cache-clear", one)
     assert_valid("cache-clear", reference.glance(reference.cluster.urls, "cache-clear", "--yes"))
 
@@ -136,13 +143,14 @@ def test_schemas_are_valid_and_cover_exactly_the_declared_columns() -> None:
         assert schema["$id"] == f"urn:glancecache-rows:1:{command}"
         assert schema["title"].startswith("glancecache-rows/1: ")
         row = schema["items"]
-        assert list(row["properties"]) == ["node", *columns]
+        assert list(row["properties"]) == list(columns)
         assert row["required"] == list(columns)
         assert row["additionalProperties"] is False
 
 
 CACHED_ROW = {
-    "image_id": "3c021162-1e38-461a-a362-e154bf54e241", "state": "cached", "size": 10, "hits": 0,
+    "node": "http://ctl1:9292", "image_id": "3c021162-1e38-461a-a362-e154bf54e241", "state": "cached", "size": 10,
+    "hits": 0,
     "last_accessed": None, "last_modified": "2026-11-25T15:16:53.006173Z", "checksum": "0" * 32,
 }
 
@@ -169,4 +177,7 @@ def test_schema_requires_every_column_and_an_array() -> None:
     del row["checksum"]
     assert not validator("cache-list").is_valid([row])
     assert not validator("cache-list").is_valid(CACHED_ROW)
-    assert not validator("cache-prune").is_valid([{"files_pruned": -1, "bytes_pruned": 0}])
+    assert not validator("cache-prune").is_valid([{"node": "http://n:9292", "files_pruned": -1, "bytes_pruned": 0}])
+    without_node = dict(CACHED_ROW)
+    del without_node["node"]
+    assert not validator("cache-list").is_valid([without_node])  # node is always there

@@ -47,7 +47,7 @@ class CountingSession:
         return True
 
 
-def test_one_token_for_every_node(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_token_for_every_node() -> None:
     seen: list[tuple[str, str | None]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -56,17 +56,18 @@ def test_one_token_for_every_node(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append((request.url.host, request.headers.get("x-auth-token")))
         return httpx.Response(200, json={"cached_images": [], "queued_images": [IMAGE]})
 
-    real_client = httpx.Client
-
-    def with_mock(*args: object, **kwargs: object) -> httpx.Client:
-        kwargs["transport"] = httpx.MockTransport(handler)
-        return real_client(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(httpx, "Client", with_mock)
     session = CountingSession()
-    with Cluster([f"n{i}" for i in range(8)], token_source=SessionTokens(session)) as cluster:  # type: ignore[arg-type]
+    made: list[str] = []
+
+    def transports(node: str) -> httpx.BaseTransport:
+        made.append(node)
+        return httpx.MockTransport(handler)
+
+    nodes = [f"n{i}" for i in range(8)]
+    with Cluster(nodes, token_source=SessionTokens(session), transport_factory=transports) as cluster:  # type: ignore[arg-type]
         result = cluster.list()
     assert result.ok and [state.queued for state in result.values] == [(IMAGE,)] * 8
-    assert sorted(host for host, _ in seen) == [f"n{i}" for i in range(8)]
+    assert made == [f"http://n{i}:9292" for i in range(8)]  # the factory is asked once per node, canonical URL
+    assert sorted(host for host, _ in seen) == nodes
     assert {token for _, token in seen} == {"shared-token"}
     assert session.issued == 1

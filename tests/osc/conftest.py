@@ -19,8 +19,7 @@ import httpx
 import pytest
 from cliff import command
 
-from glancecache_client import CacheClient, Cluster
-from glancecache_client.auth import StaticToken
+from glancecache_client.auth import StaticToken, TokenSource
 from osc_plugin.plugin import ImageCacheAPI
 from tests.tls import https_nodes  # noqa: F401  (a fixture, for test_tls.py)
 
@@ -92,7 +91,8 @@ class FakeNode:
 
 
 class FakeAPI(ImageCacheAPI):
-    """The real ImageCacheAPI (endpoint resolution and all), with each node's HTTP answered by a FakeNode."""
+    """The real ImageCacheAPI (endpoint resolution, Cluster building and all), with each node's HTTP answered by
+    a FakeNode through the Cluster's transport factory and OSC's token stood in for by a static one."""
 
     def __init__(self, nodes: dict[str, FakeNode], catalog_endpoint: str | None = CATALOG) -> None:
         self.resolved = 0
@@ -101,25 +101,15 @@ class FakeAPI(ImageCacheAPI):
             self.resolved += 1
             return catalog_endpoint
 
-        super().__init__(session=None, resolve_endpoint=resolve)  # type: ignore[arg-type]
+        super().__init__(
+            session=None,  # type: ignore[arg-type]
+            resolve_endpoint=resolve,
+            transport_factory=lambda url: httpx.MockTransport(self.node(url).handler),
+        )
         self.nodes = nodes
-        self.clusters: list[Cluster] = []
 
-    def cluster(self, hosts: Sequence[str]) -> Cluster:
-        cluster = Cluster(hosts, token="osc-token")
-        for client in cluster.clients.values():
-            client.close()
-        # Same nodes, same token, but each node's requests go to its scripted FakeNode.
-        cluster.clients = {
-            url: CacheClient(
-                url,
-                token_source=StaticToken("osc-token"),
-                transport=httpx.MockTransport(self.node(url).handler),
-            )
-            for url in cluster.clients
-        }
-        self.clusters.append(cluster)
-        return cluster
+    def token_source(self) -> TokenSource:
+        return StaticToken("osc-token")
 
     def node(self, url: str) -> FakeNode:
         if url not in self.nodes:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
-from keystoneauth1.session import Session
 from osc_lib import exceptions
 
-from glancecache_client.views import CACHE_COLUMNS
+from glancecache_client.views import CACHE_COLUMNS, HEADERS
 from osc_plugin.v2 import cache
 
 from .conftest import (
@@ -52,11 +48,15 @@ def test_list_without_host_uses_the_catalog_endpoint_and_warns(harness: Harness)
 
     columns, rows = cmd.take_action(parsed)
 
-    assert columns == CACHE_COLUMNS
+    # OSC's own headers (`openstack cached image list`), plus Node and Checksum; absent values as OSC shows them.
+    assert columns == (
+        "Node", "ID", "State", "Size", "Hits", "Last Accessed (UTC)", "Last Modified (UTC)", "Checksum"
+    )
+    assert [HEADERS[key] for key in CACHE_COLUMNS] == list(columns)  # one view layer names both
     assert isinstance(rows, list)  # a list, not a generator: cliff may sort before printing
     assert rows == [
-        (IMAGE, "cached", 1024, 3, "2023-11-14T22:13:20.500000Z", "2023-11-14T19:26:40Z", None),
-        (OTHER, "queued", None, None, None, None, None),
+        (CATALOG, IMAGE, "cached", 1024, 3, "2023-11-14T22:13:20.500000Z", "2023-11-14T19:26:40Z", "N/A"),
+        (CATALOG, OTHER, "queued", "N/A", "N/A", "N/A", "N/A", "N/A"),
     ]
     [request] = harness.node(CATALOG).calls()
     assert (request.method, str(request.url)) == ("GET", f"{CATALOG}/v2/cache")
@@ -81,15 +81,20 @@ def test_list_on_several_hosts_puts_node_first_and_never_asks_the_catalog(harnes
 
     columns, rows = cmd.take_action(parsed)
 
-    assert columns == ("node", *CACHE_COLUMNS)
+    assert columns[:2] == ("Node", "ID")
     assert [(row[0], row[1], row[2]) for row in rows] == [(NODE_A, IMAGE, "cached"), (NODE_B, IMAGE, "queued")]
     assert harness.api.resolved == 0 and harness.stderr_lines == []
 
 
-@pytest.mark.parametrize("sort_column", ["size", "Size", "hits", "last_accessed", "image_id", "state", "node"])
-def test_sort_on_every_column_keeps_every_row(harness: Harness, sort_column: str) -> None:
+@pytest.mark.parametrize(
+    ("sort_column", "header"),
+    [("Size", "Size"), ("size", "Size"), ("Hits", "Hits"), ("Last Accessed (UTC)", "Last Accessed (UTC)"),
+     ("ID", "ID"), ("State", "State"), ("Node", "Node")],
+)
+def test_sort_on_every_column_keeps_every_row(harness: Harness, sort_column: str, header: str) -> None:
     # OSC 10.5's `cached image list --sort-column Size` prints nothing: cliff cannot compare "N/A" with ints and
-    # has already used up a generator. Typed values in a list sort (None last) and all rows survive.
+    # has already used up a generator. The plugin sorts typed values itself (absent first, as glance does), then
+    # shows absent values as OSC does ("N/A"), and every row survives.
     harness.node(NODE_A).on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 300, 1), (OTHER, 100, 0)], [THIRD])))
     harness.node(NODE_B).on("GET", "/v2/cache", reply(200, cache_body([(THIRD, 200, 5)])))
     cmd = harness.command(cache.ListCache)
@@ -100,23 +105,22 @@ def test_sort_on_every_column_keeps_every_row(harness: Harness, sort_column: str
     rows = run_display(cmd, parsed, harness.app)
 
     assert len(rows) == 4
-    key = sort_column.lower()
-    values = [row[key] for row in rows]
-    present = [v for v in values if v is not None]
-    assert present == sorted(present) and values == present + [None] * (len(values) - len(present))
-    if key == "size":
-        assert [row["image_id"] for row in rows] == [OTHER, THIRD, IMAGE, THIRD]
+    values = [row[header] for row in rows]
+    present = [v for v in values if v != "N/A"]
+    assert present == sorted(present) and values == ["N/A"] * (len(values) - len(present)) + present
+    if header == "Size":
+        assert [row["ID"] for row in rows] == [THIRD, OTHER, THIRD, IMAGE]
 
 
 def test_sort_descending_and_column_selection(harness: Harness) -> None:
     harness.node(CATALOG).on("GET", "/v2/cache", reply(200, cache_body([(IMAGE, 300, 1), (OTHER, 100, 0)])))
     cmd = harness.command(cache.ListCache)
     parsed = check_parser(
-        cmd, ["-f", "json", "-c", "image_id", "-c", "size", "--sort-column", "size", "--sort-descending"], []
+        cmd, ["-f", "json", "-c", "ID", "-c", "Size", "--sort-column", "Size", "--sort-descending"], []
     )
     assert run_display(cmd, parsed, harness.app) == [
-        {"image_id": IMAGE, "size": 300},
-        {"image_id": OTHER, "size": 100},
+        {"ID": IMAGE, "Size": 300},
+        {"ID": OTHER, "Size": 100},
     ]
 
 
@@ -126,8 +130,8 @@ def test_sort_descending_and_column_selection(harness: Harness) -> None:
         ("table", f"| {IMAGE} | cached |"),
         ("csv", f'"{IMAGE}","cached",1024,3,'),
         ("value", f"{IMAGE} cached 1024 3 2023-11-14T22:13:20.500000Z"),
-        ("yaml", "  size: 1024\n  state: cached\n"),
-        ("yaml", "  size: null\n  state: queued\n"),
+        ("yaml", "  Size: 1024\n  State: cached\n"),
+        ("yaml", "  Size: N/A\n  State: queued\n"),
     ],
 )
 def test_every_formatter_renders_typed_rows(harness: Harness, fmt: str, expected: str) -> None:
@@ -147,7 +151,7 @@ def test_list_prints_healthy_nodes_then_fails_naming_the_forbidden_one(harness: 
     with pytest.raises(exceptions.CommandError, match=r"^Failed to list the cache on 1 of 2 nodes$"):
         cmd.run(parsed)
 
-    assert [row["node"] for row in json.loads(harness.app.stdout.getvalue())] == [NODE_A]
+    assert [row["Node"] for row in json.loads(harness.app.stdout.getvalue())] == [NODE_A]
     [line] = harness.stderr_lines
     assert line.startswith(f"Failed to list the cache on {NODE_B}: HTTP 403 for GET /v2/cache: ")
     assert "not authorized to complete cache_list" in line and "req-403" in line and "admin role" in line
@@ -271,6 +275,20 @@ def test_queue_wait_times_out_with_a_failure(harness: Harness) -> None:
     assert line.startswith(f"Failed to cache image {IMAGE} on {NODE_A}: image {IMAGE} was not cached within")
 
 
+def test_queue_wait_on_a_node_that_cannot_wait_queues_nothing_and_fails_every_image(harness: Harness) -> None:
+    no_cache_api = {"versions": [{"id": "v2.9", "status": "CURRENT"}, {"id": "v2.0", "status": "SUPPORTED"}]}
+    node = harness.node(NODE_A)
+    node.on("GET", "/versions", reply(200, no_cache_api))
+    cmd = harness.command(cache.QueueCache)
+    parsed = check_parser(cmd, [IMAGE, OTHER, "--host", "node-a", "--wait"], [])
+
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to queue 2 of 2 images$"):
+        cmd.take_action(parsed)
+    assert node.calls("PUT") == []
+    [line] = harness.stderr_lines
+    assert line.startswith(f"Failed to queue (nothing queued) on {NODE_A}: ") and "v2.14" in line
+
+
 # -- delete -------------------------------------------------------------------------------------------------
 
 
@@ -306,52 +324,33 @@ def test_delete_fails_for_an_image_no_node_had_and_for_other_errors(harness: Har
 # -- name lookup (real keystoneauth session, real HTTP to a small local images endpoint) ----------------------
 
 
-class _ImagesHandler(BaseHTTPRequestHandler):
-    images = {"cirros": [IMAGE], "twin": [OTHER, THIRD]}
-    tokens: list[str | None] = []
+def test_queue_accepts_a_unique_image_name(harness: Harness) -> None:
+    # The lookup lives in the library: GET /v2/images?name= on the first node, with the node's token.
+    node = harness.node(NODE_A)
+    names = {"cirros": [IMAGE], "twin": [OTHER, THIRD], "nothing": []}
 
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        self.tokens.append(self.headers.get("X-Auth-Token"))
-        name = parse_qs(url.query).get("name", [""])[0]
-        body = json.dumps({"images": [{"id": i, "name": name} for i in self.images.get(name, [])]}).encode()
-        self.send_response(200 if url.path == "/v2/images" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def images(request: httpx.Request) -> httpx.Response:
+        node.seen.append(request)
+        found = names[request.url.params["name"]]
+        return reply(200, {"images": [{"id": i} for i in found]})
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def images_node() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImagesHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_queue_accepts_a_unique_image_name(harness: Harness, images_node: str) -> None:
-    from keystoneauth1 import token_endpoint
-
-    harness.api.session = Session(auth=token_endpoint.Token(images_node, "osc-token"))
-    harness.node(images_node).on("PUT", f"/v2/cache/{IMAGE}", reply(202))
+    node.on("PUT", f"/v2/cache/{IMAGE}", reply(202))
+    node.handler = lambda request: (  # type: ignore[method-assign]
+        images(request) if request.url.path == "/v2/images" else FakeNode.handler(node, request)
+    )
     cmd = harness.command(cache.QueueCache)
-    parsed = check_parser(cmd, ["cirros", "twin", "nothing", "--host", images_node], [])
+    parsed = check_parser(cmd, ["cirros", "twin", "nothing", "--host", "node-a"], [])
 
     with pytest.raises(exceptions.CommandError, match=r"^Failed to queue 2 of 3 images$"):
         cmd.take_action(parsed)
 
-    assert [r.url.path for r in harness.node(images_node).calls("PUT")] == [f"/v2/cache/{IMAGE}"]
+    assert [r.url.path for r in node.calls("PUT")] == [f"/v2/cache/{IMAGE}"]
     assert harness.stderr_lines == [
-        "Failed to queue image 'twin': more than one image is named 'twin': give the image ID instead",
-        "Failed to queue image 'nothing': no image is named 'nothing' (and it is not an image ID)",
+        f"Failed to queue image twin on {NODE_A}: more than one image is named 'twin': give the image ID instead",
+        f"Failed to queue image nothing on {NODE_A}: HTTP 404 for GET /v2/images: no image is named 'nothing' "
+        "(and it is not an image ID)",
     ]
-    assert set(_ImagesHandler.tokens) == {"osc-token"}
+    assert {r.headers["x-auth-token"] for r in node.calls("GET", "/v2/images")} == {"osc-token"}
 
 
 # -- clear --------------------------------------------------------------------------------------------------
@@ -381,7 +380,7 @@ def test_clear_target_header(harness: Harness, args: list[str], header: str | No
 
     [request] = node.calls("DELETE")
     assert request.headers.get("x-image-cache-clear-target") == header
-    assert columns == ("cached_removed", "queued_removed") and rows == [(1, 1)]
+    assert columns == ("Node", "Cached Removed", "Queued Removed") and rows == [(CATALOG, 1, 1)]
 
 
 def test_clear_rejects_a_bad_or_contradictory_target(harness: Harness) -> None:
@@ -394,17 +393,34 @@ def test_clear_rejects_a_bad_or_contradictory_target(harness: Harness) -> None:
     assert harness.api.nodes == {}  # nothing was sent anywhere
 
 
-def test_clear_reports_a_forbidden_node_and_exits_1(harness: Harness) -> None:
+def test_clear_without_the_list_permission_clears_and_shows_unknown_counts(harness: Harness) -> None:
+    # A policy of {"cache_list": "!"}: the clear needs only cache_delete; the counts cannot be had.
     harness.node(NODE_A).on("GET", "/v2/cache", reply(200, cache_body([], [IMAGE])), reply(200, cache_body()))
     harness.node(NODE_A).on("DELETE", "/v2/cache", reply(204))
     harness.node(NODE_B).on("GET", "/v2/cache", FORBIDDEN)
+    harness.node(NODE_B).on("DELETE", "/v2/cache", reply(204))
+    cmd = harness.command(cache.ClearCache)
+    parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
+
+    assert cmd.run(parsed) == 0
+    assert json.loads(harness.app.stdout.getvalue()) == [
+        {"Node": NODE_A, "Cached Removed": 0, "Queued Removed": 1},
+        {"Node": NODE_B, "Cached Removed": "N/A", "Queued Removed": "N/A"},
+    ]
+    assert len(harness.node(NODE_B).calls("DELETE")) == 1 and harness.stderr_lines == []
+
+
+def test_clear_reports_a_node_refusing_the_delete_and_exits_1(harness: Harness) -> None:
+    harness.node(NODE_A).on("GET", "/v2/cache", reply(200, cache_body([], [IMAGE])), reply(200, cache_body()))
+    harness.node(NODE_A).on("DELETE", "/v2/cache", reply(204))
+    harness.node(NODE_B).on("GET", "/v2/cache", reply(200, cache_body()))
+    harness.node(NODE_B).on("DELETE", "/v2/cache", FORBIDDEN)
     cmd = harness.command(cache.ClearCache)
     parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
 
     with pytest.raises(exceptions.CommandError, match=r"^Failed to clear the cache on 1 of 2 nodes$"):
         cmd.run(parsed)
-    assert json.loads(harness.app.stdout.getvalue()) == [{"node": NODE_A, "cached_removed": 0, "queued_removed": 1}]
-    assert harness.node(NODE_B).calls("DELETE") == []
+    assert json.loads(harness.app.stdout.getvalue()) == [{"Node": NODE_A, "Cached Removed": 0, "Queued Removed": 1}]
 
 
 # -- clean, prune -------------------------------------------------------------------------------------------
@@ -440,8 +456,8 @@ def test_prune_rows_per_node(harness: Harness) -> None:
     cmd = harness.command(cache.PruneCache)
     parsed = check_parser(cmd, ["--host", "node-a", "--host", "node-b", "-f", "json"], [])
     assert run_display(cmd, parsed, harness.app) == [
-        {"node": NODE_A, "files_pruned": 2, "bytes_pruned": 300},
-        {"node": NODE_B, "files_pruned": 0, "bytes_pruned": 0},
+        {"Node": NODE_A, "Files Pruned": 2, "Bytes Pruned": 300},
+        {"Node": NODE_B, "Files Pruned": 0, "Bytes Pruned": 0},
     ]
 
 
@@ -455,24 +471,37 @@ def test_nodes_list_without_host_does_not_warn(harness: Harness) -> None:
 
     columns, rows = cmd.take_action(parsed)
 
-    assert columns == ("image_id", "node_url")
+    assert columns == ("ID", "Node URL")
     assert rows == [(IMAGE, NODE_A), (IMAGE, NODE_B)]
     assert harness.stderr_lines == []
 
 
-def test_nodes_list_merges_hosts_and_reports_conflict(harness: Harness) -> None:
-    harness.node(NODE_A).on("GET", f"/v2/cache/nodes/{IMAGE}", reply(200, [NODE_A]))
-    harness.node(NODE_B).on(
+def test_nodes_list_asks_one_node_passing_over_an_unhealthy_one(harness: Harness) -> None:
+    # The registry is shared: one answer, one row per node holding the image, however many nodes are given.
+    harness.node(NODE_A).on("GET", f"/v2/cache/nodes/{IMAGE}", reply(503, {"message": "overloaded"}))
+    harness.node(NODE_B).on("GET", f"/v2/cache/nodes/{IMAGE}", reply(200, [NODE_A, NODE_B]))
+    harness.node(CATALOG).on("GET", f"/v2/cache/nodes/{IMAGE}", reply(200, [NODE_A, NODE_B]))
+    cmd = harness.command(cache.ListCacheNodes)
+    parsed = check_parser(cmd, [IMAGE, "--host", "node-a", "--host", "node-b", "--host", CATALOG, "-f", "value"], [])
+
+    assert cmd.run(parsed) == 0
+    assert harness.app.stdout.getvalue() == f"{IMAGE} {NODE_A}\n{IMAGE} {NODE_B}\n"
+    assert harness.node(CATALOG).calls() == [] and harness.stderr_lines == []
+
+
+def test_nodes_list_reports_a_conflict_as_the_clusters_answer(harness: Harness) -> None:
+    harness.node(NODE_A).on(
         "GET", f"/v2/cache/nodes/{IMAGE}", reply(409, {"message": "Centralized caching is not enabled"})
     )
     cmd = harness.command(cache.ListCacheNodes)
     parsed = check_parser(cmd, [IMAGE, "--host", "node-a", "--host", "node-b", "-f", "value"], [])
 
-    with pytest.raises(exceptions.CommandError, match=f"Failed to list the nodes caching image {IMAGE} on 1 of 2"):
+    with pytest.raises(exceptions.CommandError, match=r"^Failed to list the nodes caching 1 of 1 images$"):
         cmd.run(parsed)
-    assert harness.app.stdout.getvalue() == f"{IMAGE} {NODE_A}\n"
+    assert harness.app.stdout.getvalue() == ""
     [line] = harness.stderr_lines
-    assert "HTTP 409" in line and "Centralized caching is not enabled" in line and NODE_B in line
+    assert "HTTP 409" in line and "Centralized caching is not enabled" in line and NODE_A in line
+    assert harness.node(NODE_B).calls() == []
 
 
 def test_nodes_list_takes_exactly_one_image() -> None:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from glancecache_client.server.runner import Cluster, run_cluster
-from glancecache_client.views import CACHE_COLUMNS
+from glancecache_client.views import CACHE_COLUMNS, HEADERS
 
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 MISSING = "11111111-2222-4333-8444-555555555555"
@@ -130,24 +130,24 @@ def test_list_every_formatter_on_every_node(deployment: Deployment, cirros_every
             ["cache", "list", *hosts(urls), "-f", "json"],
             ["cache", "list", *hosts(urls), "-f", "yaml"],
             ["cache", "list", *hosts(urls), "-f", "csv"],
-            ["cache", "list", *hosts(urls), "-f", "value", "-c", "node", "-c", "state"],
-            ["cache", "list", *hosts(urls), "-f", "json", "-c", "image_id", "-c", "size", "--sort-column", "node"],
+            ["cache", "list", *hosts(urls), "-f", "value", "-c", "Node", "-c", "State"],
+            ["cache", "list", *hosts(urls), "-f", "json", "-c", "ID", "-c", "Size", "--sort-column", "Node"],
         ],
     )
     rows = as_json.json()
     assert isinstance(rows, list)
-    assert [(r["node"], r["image_id"], r["state"], r["size"]) for r in rows] == [
+    assert [(r["Node"], r["ID"], r["State"], r["Size"]) for r in rows] == [
         (url, cirros_everywhere, "cached", 2000) for url in urls
     ]
-    assert all(r["last_modified"].endswith("Z") and isinstance(r["hits"], int) for r in rows)
+    assert all(r["Last Modified (UTC)"].endswith("Z") and isinstance(r["Hits"], int) for r in rows)
     assert yaml.safe_load(as_yaml.stdout) == rows
     parsed_csv = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert list(parsed_csv[0]) == ["node", *CACHE_COLUMNS] and [r["image_id"] for r in parsed_csv] == [
+    assert list(parsed_csv[0]) == [HEADERS[key] for key in CACHE_COLUMNS] and [r["ID"] for r in parsed_csv] == [
         cirros_everywhere
     ] * 3
     assert as_value.stdout.splitlines() == [f"{url} cached" for url in urls]
-    assert selected.json() == [{"image_id": cirros_everywhere, "size": 2000}] * 3
-    assert table.returncode == 0 and table.stdout.count(cirros_everywhere) == 3 and "| node " in table.stdout
+    assert selected.json() == [{"ID": cirros_everywhere, "Size": 2000}] * 3
+    assert table.returncode == 0 and table.stdout.count(cirros_everywhere) == 3 and "| Node " in table.stdout
     assert all(r.stderr == "" for r in (table, as_json, as_yaml, as_csv, as_value, selected))
 
 
@@ -155,8 +155,8 @@ def test_without_host_warns_and_uses_the_catalog_endpoint(deployment: Deployment
     done = openstack(deployment.env, "cache", "list", "-f", "json")
     node0 = deployment.cluster.urls[0]  # the catalog's image endpoint, standing in for a load balancer
     rows = done.json()  # still valid JSON on stdout: the warning goes to stderr
-    assert isinstance(rows, list) and [row["image_id"] for row in rows] == [cirros_everywhere]
-    assert "node" not in rows[0]
+    assert isinstance(rows, list) and [row["ID"] for row in rows] == [cirros_everywhere]
+    assert rows[0]["Node"] == node0  # the same columns as with --host
     assert done.stderr.startswith(f"Warning: no --host given, so this uses the image endpoint {node0};")
     assert "load-balanced" in done.stderr
 
@@ -176,14 +176,14 @@ def test_clouds_yaml_and_image_endpoint_override_work_unchanged(
         f"    image_endpoint_override: '{node2}'\n"
     )
     env = {**base_env(tmp_path), "OS_CLIENT_CONFIG_FILE": str(config)}
-    done = openstack(env, "--os-cloud", "lab", "cache", "list", "-f", "value", "-c", "image_id")
+    done = openstack(env, "--os-cloud", "lab", "cache", "list", "-f", "value", "-c", "ID")
     assert (done.returncode, done.stdout) == (0, f"{cirros_everywhere}\n"), done
     assert f"uses the image endpoint {node2};" in done.stderr
 
 
 def test_nodes_list_names_every_node_holding_the_image(deployment: Deployment, cirros_everywhere: str) -> None:
     done = openstack(deployment.env, "cache", "nodes", "list", cirros_everywhere, "-f", "json")
-    assert sorted(row["node_url"] for row in done.json()) == sorted(deployment.cluster.urls)
+    assert sorted(row["Node URL"] for row in done.json()) == sorted(deployment.cluster.urls)
     assert done.stderr == ""  # the registry is shared: no load-balancer warning
 
 
@@ -208,13 +208,12 @@ def test_queue_goes_on_past_failures_and_accepts_a_name(deployment: Deployment) 
                      "--wait", "--timeout", "60")
     assert done.returncode == 1
     lines = done.stderr.splitlines()
-    assert lines[0] == (
-        "Failed to queue image 'no-such-image': no image is named 'no-such-image' (and it is not an image ID)"
-    )
+    assert lines[0].startswith(f"Failed to queue image no-such-image on {node2}: HTTP 404 for GET /v2/images: ")
+    assert lines[0].endswith("no image is named 'no-such-image' (and it is not an image ID)")
     assert lines[1].startswith(f"Failed to queue image {MISSING} on {node2}: HTTP 404 for PUT /v2/cache/{MISSING}")
     assert lines[-1] == "Failed to queue 2 of 3 images"
-    listed = openstack(deployment.env, "cache", "list", "--host", node2, "-f", "json", "-c", "image_id", "-c", "state")
-    assert {"image_id": deployment.ubuntu, "state": "cached"} in listed.json()
+    listed = openstack(deployment.env, "cache", "list", "--host", node2, "-f", "json", "-c", "ID", "-c", "State")
+    assert {"ID": deployment.ubuntu, "State": "cached"} in listed.json()
 
 
 def test_delete_clean_prune_clear(deployment: Deployment, cirros_everywhere: str) -> None:
@@ -236,10 +235,10 @@ def test_delete_clean_prune_clear(deployment: Deployment, cirros_everywhere: str
         env, [["cache", "clean", *hosts(urls)], ["cache", "prune", *hosts(urls), "-f", "json"]]
     )
     assert (clean.returncode, clean.stdout, clean.stderr) == (0, "", "")
-    assert prune.json() == [{"node": url, "files_pruned": 0, "bytes_pruned": 0} for url in urls]
+    assert prune.json() == [{"Node": url, "Files Pruned": 0, "Bytes Pruned": 0} for url in urls]
 
     cleared = openstack(env, "cache", "clear", "--target", "cache", *hosts(urls), "-f", "json")
-    assert cleared.json() == [{"node": url, "cached_removed": 1, "queued_removed": 0} for url in urls]
+    assert cleared.json() == [{"Node": url, "Cached Removed": 1, "Queued Removed": 0} for url in urls]
     after = openstack(env, "cache", "list", *hosts(urls), "-f", "json")
     assert after.json() == []
 
@@ -274,28 +273,28 @@ def stalled(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[St
 
 
 # Every column is sorted in the unit tests; here the ones where queued rows hold null, on the real command.
-@pytest.mark.parametrize("column", ["size", "Hits", "last_accessed"])
+@pytest.mark.parametrize("column", ["Size", "Hits", "Last Accessed (UTC)"])
 def test_sort_on_every_column_keeps_every_row(stalled: Stalled, column: str) -> None:
     done = openstack(stalled.env, "cache", "list", *hosts(stalled.cluster.urls), "-f", "json",
                      "--sort-column", column)
     rows = done.json()
     assert isinstance(rows, list) and len(rows) == 4, done  # OSC 10.5 prints nothing for --sort-column Size
     assert "Could not sort" not in done.stderr
-    values = [row[column.lower()] for row in rows]
-    present = [value for value in values if value is not None]
-    assert values == sorted(present) + [None] * (len(values) - len(present))
-    if column.lower() == "size":
-        assert [(row["image_id"], row["state"]) for row in rows] == [
-            (stalled.small, "cached"), (stalled.big, "cached"), (stalled.queued, "queued"), (stalled.queued, "queued")
+    values = [row[column] for row in rows]
+    present = [value for value in values if value != "N/A"]  # OSC's own rendering of an absent value
+    assert values == ["N/A"] * (len(values) - len(present)) + sorted(present)
+    if column == "Size":
+        assert [(row["ID"], row["State"]) for row in rows] == [
+            (stalled.queued, "queued"), (stalled.queued, "queued"), (stalled.small, "cached"), (stalled.big, "cached")
         ]
 
 
 def test_auth_type_none_uses_os_endpoint_and_clear_with_both_flags_clears_both(stalled: Stalled) -> None:
     # Runs last in this module: `--cache --queue` must clear both (OSC 10.5's `cached image clear` clears only
-    # the queue), here on the node from --os-endpoint, which the warning names.
+    # the queue), here on the node from --os-endpoint, which names the node explicitly: no load-balancer warning.
     done = openstack(stalled.env, "cache", "clear", "--cache", "--queue", "-f", "json")
-    assert done.json() == [{"cached_removed": 1, "queued_removed": 1}]
-    assert stalled.cluster.urls[0] in done.stderr
-    left = openstack(stalled.env, "cache", "list", *hosts(stalled.cluster.urls), "-f", "value", "-c", "node",
-                     "-c", "state")
+    assert done.json() == [{"Node": stalled.cluster.urls[0], "Cached Removed": 1, "Queued Removed": 1}]
+    assert done.stderr == ""
+    left = openstack(stalled.env, "cache", "list", *hosts(stalled.cluster.urls), "-f", "value", "-c", "Node",
+                     "-c", "State")
     assert left.stdout.splitlines() == [f"{stalled.cluster.urls[1]} cached", f"{stalled.cluster.urls[1]} queued"]

@@ -65,11 +65,11 @@ def test_cache_list_with_an_application_credential(cached: tuple[Cluster, str], 
         ],
     )
     rows = every_node.json()
-    assert [(row["node"], row["image_id"], row["state"], row["size"]) for row in rows] == [
+    assert [(row["Node"], row["ID"], row["State"], row["Size"]) for row in rows] == [
         (url, image, "cached", 3000) for url in cluster.urls
     ]
     assert every_node.stderr == ""
-    assert [row["image_id"] for row in catalog.json()] == [image]
+    assert [row["ID"] for row in catalog.json()] == [image]
     assert catalog.stderr.startswith(f"Warning: no --host given, so this uses the image endpoint {cluster.urls[0]};")
     # One token per `openstack` run, shared by both nodes of the fan-out.
     assert cluster.tokens_issued - tokens_before == 2

@@ -52,7 +52,7 @@ def test_osc_tls_options_reach_the_cache_client(https_nodes: HTTPSNodes, tmp_pat
         trusted, untrusted, mutual = pool.map(lambda args: openstack(tmp_path, node, *args), runs)
 
     assert (trusted.returncode, trusted.stderr) == (0, ""), trusted.stderr
-    assert image in {row["image_id"] for row in json.loads(trusted.stdout)}
+    assert image in {row["ID"] for row in json.loads(trusted.stdout)}
 
     assert untrusted.returncode == 1
     assert untrusted.stderr.splitlines() == [
@@ -64,4 +64,4 @@ def test_osc_tls_options_reach_the_cache_client(https_nodes: HTTPSNodes, tmp_pat
     assert "certificate verify failed" in first and first.endswith("(check --os-cacert or --insecure)")
 
     assert (mutual.returncode, mutual.stderr) == (0, ""), mutual.stderr
-    assert image in {row["image_id"] for row in json.loads(mutual.stdout)}
+    assert image in {row["ID"] for row in json.loads(mutual.stdout)}

@@ -1,0 +1,309 @@
+"""The command core: every cache command, run on many images over many nodes, as one :class:`Outcome`.
+
+Both front ends (the ``glance`` CLI and the ``openstack cache`` plugin) call these functions and nothing below
+them: a front end parses arguments, renders :mod:`~glancecache_client.views` rows and picks its exit status from
+the Outcome. The loops over images and nodes, the rules about what counts as a failure, waiting, image-name
+lookup and the one-line hint for each failure live here, once.
+
+Rules (the same in both front ends):
+
+- **Deleting an image some nodes answer 404 for.** Glance answers 204 for a known image a node does not hold, and
+  404 for an id it does not know as an image unless that node still caches or queues it (an image deleted from
+  Glance since). So for each image a 404 from a node is the state asked for ("not there") as long as at least one
+  node accepted the delete; when *every* node answered 404 the image is reported not found, unless
+  ``ignore_missing`` (then that is the state asked for too). Any other error is a failure.
+- **Nodes of an image.** The answer comes from the registry every node shares, so one node is asked: the first
+  that answers. A node that cannot be reached (or answers 5xx, or lacks the API) is passed over; its failure is
+  reported only when no node answered.
+- **Clear** works with only the ``cache_delete`` permission: the counts come from a listing before and after,
+  and when a node's policy refuses the listing the counts are ``None`` (unknown) rather than the clear failing.
+- **Image names.** ``resolve_names=True`` (OSC's convention) looks up each argument that is not an image id with
+  ``GET /v2/images?name=`` on the first node; ``False`` (glanceclient's) takes ids only. Ids are validated and
+  de-duplicated here, once.
+
+A new command is one function here returning an Outcome, plus one thin adapter in each front end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from . import errors
+from .client import CacheClient
+from .cluster import Cluster, ClusterResult
+from .models import CacheState, ClearResult, ClearTarget, PruneResult
+from .nodes import validate_image_id, validate_seconds
+
+__all__ = [
+    "Failure",
+    "Outcome",
+    "Success",
+    "catalog_warning",
+    "clean",
+    "clear",
+    "delete",
+    "describe",
+    "hint",
+    "image_ids",
+    "list_cache",
+    "nodes_of",
+    "prune",
+    "queue",
+]
+
+T = TypeVar("T")
+
+
+def hint(error: BaseException) -> str:
+    """What to do about ``error``, as a parenthesised clause (or "" when the message says it all)."""
+    if isinstance(error, errors.Unauthorized):
+        return _UNAUTHORIZED_HINTS.get(error.credentials, _UNAUTHORIZED_HINTS["none"])
+    if isinstance(error, errors.Forbidden):
+        return " (the cache API is admin-only by default: use an account with the admin role, or change the policy)"
+    return ""
+
+
+_UNAUTHORIZED_HINTS = {
+    "none": (
+        " (give credentials: --os-token, --os-cloud, or --os-auth-url with --os-username/--os-password;"
+        " --os-auth-type none for a noauth node)"
+    ),
+    "token": (
+        " (the node rejected the token given with --os-token/OS_TOKEN: it may have expired, been revoked or come"
+        " from another cloud; get a fresh one with 'openstack token issue', or authenticate with --os-auth-url"
+        " and a password)"
+    ),
+    "keystone": " (the node rejected the token Keystone issued: is the node using the same Keystone?)",
+}
+
+
+def catalog_warning(endpoint: str, how_to_choose: str = "--host NODE") -> str:
+    """The one-line warning both front ends print when no node was named and the catalog's endpoint is used."""
+    return (
+        f"Warning: no --host given, so this uses the image endpoint {endpoint}; if it is load-balanced, you see "
+        f"one arbitrary node's cache. Give {how_to_choose} (repeatable) to choose nodes."
+    )
+
+
+def describe(error: BaseException) -> str:
+    """One line: the library's message (it names the node) and the hint."""
+    return (" ".join(str(error).split()) or type(error).__name__) + hint(error)
+
+
+@dataclass(frozen=True)
+class Success(Generic[T]):
+    """One thing that worked: on ``node``, for ``image`` (None for whole-node operations), giving ``value``."""
+
+    node: str
+    value: T
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One thing that failed: what was being done, on which node (or "" before any node) and image."""
+
+    action: str
+    error: errors.GlanceCacheError
+    node: str = ""
+    image: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """A refused login or permission (HTTP 401/403)."""
+        return isinstance(self.error, (errors.Unauthorized, errors.Forbidden))
+
+    @property
+    def line(self) -> str:
+        """One line, no trailing period: the error (it names the node) with its hint, prefixed with what was being
+        done to which image for per-image work (``cannot queue 3c02...: http://n1:9292: HTTP 403 ...``)."""
+        if self.image is None:
+            return describe(self.error)
+        return f"cannot {self.action} {self.image}: {describe(self.error)}"
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """Everything one command did: each success and each failure, per node and per image."""
+
+    successes: tuple[Success[T], ...] = ()
+    failures: tuple[Failure, ...] = ()
+    images: tuple[str, ...] = field(default=())
+
+    @property
+    def values(self) -> list[T]:
+        return [success.value for success in self.successes]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def refused_only(self) -> bool:
+        """Nothing succeeded and every failure was a refused login or permission."""
+        return not self.successes and bool(self.failures) and all(f.refused for f in self.failures)
+
+    @property
+    def failed_images(self) -> list[str]:
+        """The images (ids, or names that resolved to nothing) with at least one failure, in order."""
+        return list(dict.fromkeys(f.image for f in self.failures if f.image))
+
+
+def image_ids(given: Iterable[str]) -> list[str]:
+    """Validated, de-duplicated image ids in their given order; InvalidInput names the first bad one."""
+    return list(dict.fromkeys(validate_image_id(text) for text in given))
+
+
+def _from_cluster(result: ClusterResult[T], action: str, image: str | None = None) -> Outcome[T]:
+    successes: list[Success[T]] = []
+    failures: list[Failure] = []
+    for node_result in result:
+        if node_result.error is None:
+            successes.append(Success(node_result.node, node_result.value, image))  # type: ignore[arg-type]
+        else:
+            failures.append(Failure(action, node_result.error, node_result.node, image))
+    return Outcome(tuple(successes), tuple(failures))
+
+
+# -- whole-node operations ----------------------------------------------------------------------------------
+
+
+def list_cache(cluster: Cluster) -> Outcome[CacheState]:
+    return _from_cluster(cluster.list(), "list the cache")
+
+
+def clean(cluster: Cluster) -> Outcome[None]:
+    return _from_cluster(cluster.clean(), "clean the cache")
+
+
+def prune(cluster: Cluster) -> Outcome[PruneResult]:
+    return _from_cluster(cluster.prune(), "prune the cache")
+
+
+def clear(cluster: Cluster, target: str | ClearTarget = ClearTarget.BOTH) -> Outcome[ClearResult]:
+    """Clear every node; a count a node's policy will not let us have is None (see CacheClient.clear)."""
+    return _from_cluster(cluster.clear(target), "clear the cache")
+
+
+def nodes_of(cluster: Cluster, image: str, *, resolve_names: bool = False) -> Outcome[list[str]]:
+    """The node URLs holding ``image``, asked of the first node that answers (the registry is shared)."""
+    action = "list the nodes caching"
+    found, unresolved = _resolve(cluster, [image], resolve_names, action)
+    if unresolved:
+        return Outcome(failures=unresolved)
+    image_id = found[0]
+    passed_over: list[Failure] = []
+    for node, client in cluster.clients.items():
+        try:
+            return Outcome((Success(node, client.nodes(image_id), image_id),), images=(image_id,))
+        except (errors.TransportError, errors.ServerError, errors.UnsupportedFeature) as exc:
+            passed_over.append(Failure(action, exc, node, image_id))  # another node may answer
+        except errors.GlanceCacheError as exc:
+            return Outcome(failures=(Failure(action, exc, node, image_id),), images=(image_id,))
+    return Outcome(failures=tuple(passed_over), images=(image_id,))
+
+
+# -- per-image operations -----------------------------------------------------------------------------------
+
+
+def _resolve(
+    cluster: Cluster, given: Sequence[str], resolve_names: bool, action: str
+) -> tuple[tuple[str, ...], tuple[Failure, ...]]:
+    """Ids for ``given``: ids as given (validated), names looked up when ``resolve_names``."""
+    if not resolve_names:
+        return tuple(image_ids(given)), ()
+    found: list[str] = []
+    failures: list[Failure] = []
+    client = next(iter(cluster.clients.values()))
+    for text in given:
+        try:
+            found.append(validate_image_id(text))
+            continue
+        except errors.InvalidInput:
+            pass
+        try:
+            found.append(client.image_id_named(text))
+        except errors.GlanceCacheError as exc:
+            failures.append(Failure(action, exc, client.endpoint, text))
+    return tuple(dict.fromkeys(found)), tuple(failures)
+
+
+def _each_image(
+    cluster: Cluster, ids: Sequence[str], act: Callable[[CacheClient, str], None]
+) -> dict[str, list[tuple[str, errors.GlanceCacheError | None]]]:
+    """Run ``act`` for every id on every node (nodes concurrently): image id -> [(node, error or None)]."""
+
+    def on_node(client: CacheClient) -> list[errors.GlanceCacheError | None]:
+        outcomes: list[errors.GlanceCacheError | None] = []
+        for image_id in ids:
+            try:
+                act(client, image_id)
+                outcomes.append(None)
+            except errors.GlanceCacheError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    per_image: dict[str, list[tuple[str, errors.GlanceCacheError | None]]] = {image_id: [] for image_id in ids}
+    for node_result in cluster.run(on_node):
+        for image_id, error in zip(ids, node_result.value or [node_result.error] * len(ids), strict=True):
+            per_image[image_id].append((node_result.node, error))
+    return per_image
+
+
+def queue(
+    cluster: Cluster,
+    images: Sequence[str],
+    *,
+    resolve_names: bool = False,
+    wait: bool = False,
+    timeout: float = 300.0,
+    interval: float = 1.0,
+    on_cached: Callable[[int], None] | None = None,
+) -> Outcome[None]:
+    """Queue every image on every node; with ``wait``, succeed per (node, image) only once it is cached.
+
+    ``timeout`` bounds the whole wait, its requests included. A node that cannot cache on demand (pre-Yoga,
+    where only glance-cache-prefetcher does) makes ``wait`` refuse at once, before anything is queued.
+    """
+    ids, unresolved = _resolve(cluster, images, resolve_names, "queue")
+    if wait:
+        timeout = validate_seconds(timeout)
+        interval = validate_seconds(interval, "interval")
+        checks = cluster.run(lambda client: client.check_can_wait())
+        if not checks.ok:
+            return Outcome(failures=unresolved + _from_cluster(checks, "queue (nothing queued)").failures)
+    done: list[Success[None]] = []
+    failures = list(unresolved)
+    for image_id, answers in _each_image(cluster, ids, lambda client, i: client.queue(i)).items():
+        for node, error in answers:
+            if error is None:
+                done.append(Success(node, None, image_id))
+            else:
+                failures.append(Failure("queue", error, node, image_id))
+    if wait and done:
+        pairs = [(success.node, success.image or "") for success in done]
+        missed = cluster.wait_until_cached(pairs, timeout=timeout, interval=interval, on_cached=on_cached)
+        done = [s for s in done if (s.node, s.image) not in missed]
+        for (node, image_id), error in sorted(missed.items()):
+            failures.append(Failure("cache", error, node, image_id))
+    return Outcome(tuple(done), tuple(failures), ids)
+
+
+def delete(
+    cluster: Cluster, images: Sequence[str], *, resolve_names: bool = False, ignore_missing: bool = False
+) -> Outcome[None]:
+    """Remove every image from every node's cache and queue, under the 404 rule in this module's docstring."""
+    ids, unresolved = _resolve(cluster, images, resolve_names, "delete")
+    done: list[Success[None]] = []
+    failures = list(unresolved)
+    for image_id, answers in _each_image(cluster, ids, lambda client, i: client.delete(i)).items():
+        missing = [node for node, error in answers if isinstance(error, errors.NotFound)]
+        absent_is_fine = ignore_missing or len(missing) < len(answers)
+        for node, error in answers:
+            if error is None or (absent_is_fine and isinstance(error, errors.NotFound)):
+                done.append(Success(node, None, image_id))
+            else:
+                failures.append(Failure("delete", error, node, image_id))
+    return Outcome(tuple(done), tuple(failures), ids)
