@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidInput
@@ -45,6 +46,11 @@ def validate_image_id(image_id: str) -> str:
     return text.lower()
 
 
+def image_ids(given: Iterable[str]) -> list[str]:
+    """Validated, de-duplicated image ids in their given order; InvalidInput names the first bad one."""
+    return list(dict.fromkeys(validate_image_id(text) for text in given))
+
+
 def normalize_endpoint(value: str, *, default_scheme: str = "http", default_port: int = DEFAULT_PORT) -> str:
     """Turn ``host``, ``host:port`` or a URL into ``scheme://host:port[/prefix]`` without a trailing slash."""
     text = value.strip() if isinstance(value, str) else ""
@@ -52,7 +58,10 @@ def normalize_endpoint(value: str, *, default_scheme: str = "http", default_port
         raise InvalidInput("empty node address: give host, host:port or a URL such as http://glance1:9292")
     if "://" not in text:
         text = f"{default_scheme}://{text}"
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "http://[fe80::1"
+        raise InvalidInput(f"invalid node address {value!r}: use host, host:port or a URL") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidInput(f"unsupported scheme in node address {value!r}: use http:// or https://")
     try:

@@ -26,7 +26,7 @@ A new command is one function here returning an Outcome, plus one thin adapter i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -34,7 +34,7 @@ from . import errors
 from .client import CacheClient
 from .cluster import Cluster, ClusterResult
 from .models import CacheState, ClearResult, ClearTarget, PruneResult
-from .nodes import validate_image_id, validate_seconds
+from .nodes import image_ids, validate_image_id, validate_seconds
 
 __all__ = [
     "Failure",
@@ -149,11 +149,6 @@ class Outcome(Generic[T]):
     def failed_images(self) -> list[str]:
         """The images (ids, or names that resolved to nothing) with at least one failure, in order."""
         return list(dict.fromkeys(f.image for f in self.failures if f.image))
-
-
-def image_ids(given: Iterable[str]) -> list[str]:
-    """Validated, de-duplicated image ids in their given order; InvalidInput names the first bad one."""
-    return list(dict.fromkeys(validate_image_id(text) for text in given))
 
 
 def _from_cluster(result: ClusterResult[T], action: str, image: str | None = None) -> Outcome[T]:

@@ -41,12 +41,16 @@ def connected(settings: Settings, nodes: NodeChoice, *, warn: bool = True) -> It
 
 
 def read_image_ids(given: Sequence[str]) -> list[str]:
-    """The arguments, or the lines of stdin when the only argument is ``-`` (the core validates them)."""
-    if "-" not in given:
-        return list(given)
-    if len(given) > 1:
-        raise CliError("'-' (read ids from stdin) must be the only IMAGE_ID", exitcodes.USAGE)
-    return [line.strip() for line in sys.stdin if line.strip() and not line.lstrip().startswith("#")]
+    """The arguments, or the lines of stdin when the only argument is ``-``, checked by the library's one id check
+    before any node (or Keystone) is asked, so a typo is a usage error (exit 2), never a network failure."""
+    from glancecache_client.nodes import image_ids
+
+    if "-" in given:
+        if len(given) > 1:
+            raise CliError("'-' (read ids from stdin) must be the only IMAGE_ID", exitcodes.USAGE)
+        given = [line.strip() for line in sys.stdin if line.strip() and not line.lstrip().startswith("#")]
+    with error_boundary():
+        return image_ids(given)
 
 
 # -- commands ----------------------------------------------------------------------------------------------
@@ -283,6 +287,7 @@ def cache_nodes_list(settings: Settings, nodes: NodeChoice, image_id: str, outpu
 
     if image_id == "-":
         raise CliError("cache-nodes-list takes one IMAGE_ID, not -", exitcodes.USAGE)
+    (image_id,) = read_image_ids([image_id])
     with connected(settings, nodes, warn=False) as cluster:  # a cluster-wide answer: a load balancer is fine
         from glancecache_client import operations as core  # the library loads once the options are good
 

@@ -111,6 +111,20 @@ def test_a_token_with_a_line_break_is_a_usage_error(invoke, token: str) -> None:
     assert result.exit_code == exitcodes.USAGE and "token" in one_line_error(result)
 
 
+@pytest.mark.parametrize("address", ["http://[fe80::1", "http://[bad", "https://[::1/image"])
+def test_a_malformed_node_address_is_a_usage_error(invoke, address: str) -> None:
+    result = invoke("-H", address, "cache-list")
+    assert result.exit_code == exitcodes.USAGE and "invalid node address" in one_line_error(result)
+
+
+@pytest.mark.parametrize("command", ["cache-queue", "cache-delete", "cache-nodes-list"])
+def test_a_malformed_image_id_is_refused_before_keystone_is_asked(invoke, command: str) -> None:
+    # Keystone's address is dead: a login attempt would be exit 5, so exit 2 proves nothing was asked.
+    identity = ["--os-auth-url", f"http://{dead_address()}/v3", "--os-username", "u", "--os-password", "p"]
+    result = invoke(*identity, "--os-project-name", "p", "-H", dead_address(), command, "not-an-id")
+    assert result.exit_code == exitcodes.USAGE and "invalid image id 'not-an-id'" in one_line_error(result)
+
+
 def test_a_plain_web_server_is_not_a_glance_node(tmp_path) -> None:
     (tmp_path / "index.html").write_text("<html><body>hello</body></html>")
     port = dead_address().rsplit(":", 1)[1]
