@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, ServerSettings, parse_host_port
-from .listener import Limits, Listener
+from .http.listener import Limits, Listener
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from .app import GlanceApp
-    from .engine import CacheEngine
-    from .identity import IdentityService
-    from .store import ImageStore
+    from .engine.engine import CacheEngine
+    from .engine.store import ImageStore
+    from .http.app import GlanceApp
+    from .http.identity import IdentityService
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,12 @@ def start_cluster(settings: ServerSettings, limits: Limits | None = None) -> Clu
     """
     import sqlalchemy as sa
 
-    from .app import GlanceApp
-    from .context import Authenticator
-    from .db import create_db_engine, sqlite_url
-    from .policy import Policy, PolicyError
-    from .request import Node
-    from .store import ImageStore
+    from .engine.db import create_db_engine, sqlite_url
+    from .engine.store import ImageStore
+    from .http.app import GlanceApp
+    from .http.context import Authenticator
+    from .http.policy import Policy, PolicyError
+    from .http.request import Node
 
     settings.validate()
     try:
@@ -164,9 +164,9 @@ def start_cluster(settings: ServerSettings, limits: Limits | None = None) -> Clu
 
 
 def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls: Any, node_cls: Any) -> None:
-    from .engine import CacheEngine
-    from .identity import DEFAULT_USERS, IdentityService, UsersFileError, load_users_file
-    from .registry import CacheRegistry
+    from .engine.engine import CacheEngine
+    from .engine.registry import CacheRegistry
+    from .http.identity import DEFAULT_USERS, IdentityService, UsersFileError, load_users_file
 
     settings = cluster.settings
     if settings.auth == "keystone":

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from glancecache_client.server import db as schema
-from glancecache_client.server.store import ImageStore
+from glancecache_client.server.engine import db as schema
+from glancecache_client.server.engine.store import ImageStore
 
 from .conftest import NodeFactory, active_image
 

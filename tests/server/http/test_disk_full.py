@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from glancecache_client.server import store as store_module
-from glancecache_client.server.digesting import DigestingWriter as _REAL_WRITER
+from glancecache_client.server.engine import store as store_module
+from glancecache_client.server.engine.digesting import DigestingWriter as _REAL_WRITER
 from glancecache_client.server.runner import Cluster, run_cluster
 
 from .conftest import wait_cached

@@ -14,7 +14,7 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from glancecache_client.server.config import ConfigError
-from glancecache_client.server.identity import UsersFileError, load_users_file
+from glancecache_client.server.http.identity import UsersFileError, load_users_file
 from glancecache_client.server.runner import Cluster, run_cluster
 
 from ...keystone import APP_CREDENTIAL_ID, APP_CREDENTIAL_SECRET

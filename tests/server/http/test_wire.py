@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from glancecache_client.server.image_api import CONTAINER_FORMATS, DISK_FORMATS
+from glancecache_client.server.http.image_api import CONTAINER_FORMATS, DISK_FORMATS
 from glancecache_client.server.runner import Cluster
 
 from .conftest import ADMIN, CAPTURES, MEMBER, wait_cached

@@ -21,7 +21,7 @@ from .faults import HTTPError, Reply, empty_reply, json_reply
 from .request import ApiRequest
 
 if TYPE_CHECKING:
-    from .store import Image
+    from ..engine.store import Image
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _lookup(req: ApiRequest, image_id: str) -> Image:
 
 
 def create_image(req: ApiRequest) -> Reply:
-    from .store import ImageConflict
+    from ..engine.store import ImageConflict
 
     req.node.policy.enforce("add_image", req.ctx.credentials)
     body = req.read_json()
@@ -224,7 +224,7 @@ def list_images(req: ApiRequest) -> Reply:
 
 
 def upload_image(req: ApiRequest, image_id: str) -> Reply:
-    from .store import ImageConflict, ImageNotFound, StorageFull
+    from ..engine.store import ImageConflict, ImageNotFound, StorageFull
 
     image = _lookup(req, image_id)
     req.node.policy.enforce("upload_image", req.ctx.credentials)
@@ -377,7 +377,7 @@ class _ClosingIterable:
 
 
 def delete_image(req: ApiRequest, image_id: str) -> Reply:
-    from .store import ImageNotFound
+    from ..engine.store import ImageNotFound
 
     image = _lookup(req, image_id)
     req.node.policy.enforce("delete_image", req.ctx.credentials)

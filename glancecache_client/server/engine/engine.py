@@ -77,11 +77,11 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from glancecache_client.server.digesting import COPY_CHUNK, DigestingWriter
-from glancecache_client.server.keyed_locks import KeyedLocks
+from glancecache_client.server.engine.digesting import COPY_CHUNK, DigestingWriter
+from glancecache_client.server.engine.locks import KeyedLocks
+from glancecache_client.server.engine.registry import CacheRegistry
+from glancecache_client.server.engine.store import Image, ImageStore, is_image_id
 from glancecache_client.server.logs import event
-from glancecache_client.server.registry import CacheRegistry
-from glancecache_client.server.store import Image, ImageStore, is_image_id
 
 __all__ = ["CacheEngine"]
 

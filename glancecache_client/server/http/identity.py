@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from ..engine.db import create_tables
 from .context import RequestContext
-from .db import create_tables
 from .faults import Reply
 
 if TYPE_CHECKING:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import Map, Rule
 
+from ..logs import ACCESS_LOGGER, event
 from . import cache_api, image_api, schema_api
 from .context import Authenticator, RequestContext
 from .faults import NOT_FOUND_TEXT, SERVER_ERROR_TEXT, HTTPError, Reply, error_reply
-from .logs import ACCESS_LOGGER, event
 from .request import ApiRequest, Node, host_url
 from .versions import negotiate, version_list, versions_document
 

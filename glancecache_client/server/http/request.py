@@ -18,9 +18,9 @@ from .context import RequestContext
 from .faults import HTTPError
 
 if TYPE_CHECKING:
-    from .engine import CacheEngine
+    from ..engine.engine import CacheEngine
+    from ..engine.store import Image, ImageStore
     from .policy import Policy
-    from .store import Image, ImageStore
 
 UPLOAD_CHUNK = 1024 * 1024
 MAX_JSON_BODY = 1024 * 1024  # image metadata is small; refuse to buffer more than this
