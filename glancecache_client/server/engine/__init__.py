@@ -3,6 +3,7 @@
 Knows nothing about HTTP (``tests/library/test_architecture.py`` keeps it so). One hop to each part:
 
 - ``engine``: ``CacheEngine``, Glance's cache directory layout, the queue, worker pool, prune and clean;
+- ``fill``: one fill from ``incomplete/`` to committed or ``invalid/``, and ``verify``, the one checksum rule;
 - ``digesting``: writing image data while computing size, MD5 and SHA-512;
 - ``locks``: per-image locks that exist only while held;
 - ``store``: the image catalogue and the shared image store, and the deletion log;
