@@ -156,6 +156,13 @@ class GlanceApp:
         started = time.monotonic()
         try:
             reply = self.respond(environ)
+        except ConnectionError as exc:
+            # The client went away while the request was being read (the listener raises ConnectionResetError
+            # from the body stream). Nobody is left to answer; the handler's own clean-up rolled back what it
+            # had begun (an upload's image is queued again). One line, no traceback: a client leaving is normal.
+            event(log, logging.WARNING, "client_gone", "%s %s: %s", environ.get("REQUEST_METHOD"),
+                  environ.get("PATH_INFO"), exc, node=self.node_name(environ))  # fmt: skip
+            raise
         except Exception:
             log.exception("Unhandled error serving %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             reply = error_reply(500, SERVER_ERROR_TEXT, environ.get("HTTP_ACCEPT"))
