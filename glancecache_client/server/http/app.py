@@ -26,7 +26,7 @@ from ..logs import ACCESS_LOGGER, event
 from . import cache_api, image_api, schema_api
 from .context import Authenticator, RequestContext
 from .faults import NOT_FOUND_TEXT, SERVER_ERROR_TEXT, HTTPError, Reply, error_reply
-from .request import ApiRequest, Node, host_url
+from .request import ApiRequest, Node, Request, host_url
 from .versions import negotiate, version_list, versions_document
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ class GlanceApp:
         path: str = environ.get("PATH_INFO", "") or "/"
         accept = environ.get("HTTP_ACCEPT")
         if self.identity is not None and (path == "/identity" or path.startswith("/identity/")):
-            reply = self.identity.handle(environ, path[len("/identity") :])
+            reply = self.identity.handle(Request(environ), path[len("/identity") :])
             reply.headers.append(("x-openstack-request-id", new_request_id()))
             return reply
         if path == "/versions":

@@ -50,14 +50,12 @@ class Node:
         return self.engine is not None
 
 
-class ApiRequest:
-    """One request to the image or cache API, after authentication."""
+class Request:
+    """What every route reads of a request (the image and cache APIs and the identity service alike): headers,
+    the query, the body as a stream, and the URL the client addressed."""
 
-    def __init__(self, environ: dict[str, Any], ctx: RequestContext, node: Node, path: str) -> None:
+    def __init__(self, environ: dict[str, Any]) -> None:
         self.environ = environ
-        self.ctx = ctx
-        self.node = node
-        self.path = path
         self.method: str = environ.get("REQUEST_METHOD", "GET").upper()
 
     def header(self, name: str) -> str | None:
@@ -111,6 +109,15 @@ class ApiRequest:
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
+
+class ApiRequest(Request):
+    """One request to the image or cache API, after authentication; its body is read by Glance's rules."""
+
+    def __init__(self, environ: dict[str, Any], ctx: RequestContext, node: Node, path: str) -> None:
+        super().__init__(environ)
+        self.ctx = ctx
+        self.node = node
+        self.path = path
 
     def read_json(self) -> Any:
         """The body as Glance's JSON deserializer reads it: 400 "Body expected in request." without one,

@@ -185,3 +185,14 @@ def test_every_identity_route_never_500(
     response = client.request(method, keystone.urls[0] + path, headers=headers, content=body)
     _keystone_error(response)
     assert_no_tracebacks(caplog)
+
+
+def test_identity_reads_requests_through_the_shared_request_helpers() -> None:
+    # One way to read headers, the addressed URL and the body, for every route: identity has no copy of its own.
+    from pathlib import Path
+
+    from glancecache_client.server.http import identity
+
+    source = Path(identity.__file__).read_text()
+    for raw_access in ('environ.get("HTTP_', "wsgi.input", "CONTENT_LENGTH", "HTTP_HOST", "SERVER_NAME"):
+        assert raw_access not in source, raw_access
