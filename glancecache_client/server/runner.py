@@ -1,4 +1,4 @@
-"""Start and stop a cluster of reference nodes in this process (one HTTP listener per node, see ``listener``).
+"""Start and stop a cluster of reference nodes in this process (one HTTP listener per node, see ``http.listener``).
 
 Owns: ``run_cluster`` / ``start_cluster`` and the ``ReferenceCluster`` they give: N nodes, each on its own port
 (port 0 = ephemeral) with its own cache directory, cache engine and self-reference URL, all sharing one
