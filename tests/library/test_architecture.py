@@ -122,3 +122,25 @@ def test_engine_check_sees_a_relative_import_of_http() -> None:
     probe = PACKAGE / "server" / "engine" / "probe.py"
     names = imported_modules(probe, "from ..http import app\nfrom ..http.request import ApiRequest\n")
     assert {"glancecache_client.server.http.app", "glancecache_client.server.http.request"} <= names
+
+
+def test_server_subclasses_no_private_class_of_a_library() -> None:
+    # The serving stack is used through its public API only (asyncio.Protocol, h11's Connection and events):
+    # a private class of h11, werkzeug or an HTTP server could change under us in any patch release.
+    private_imports: set[str] = set()
+    offenders = []
+    for path in SERVER:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            third_party = isinstance(node, ast.ImportFrom) and not node.level
+            if third_party and not (node.module or "").startswith("glancecache"):
+                private_imports.update(a.asname or a.name for a in node.names if a.name.startswith("_"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for base in node.bases:
+                    text = ast.unparse(base)
+                    if any(part.startswith("_") for part in text.split(".")[1:]) or text in private_imports:
+                        offenders.append(f"{path.relative_to(PACKAGE)}: {node.name}({text})")
+    assert offenders == []
+    assert any("asyncio.Protocol" in ast.unparse(b) for p in SERVER for n in ast.walk(ast.parse(p.read_text()))
+               if isinstance(n, ast.ClassDef) for b in n.bases), "the listener's protocol class was not seen"
