@@ -386,7 +386,7 @@ class IdentityService:
     # -- HTTP ------------------------------------------------------------------------------------------
 
     def public_identity_url(self, environ: Mapping[str, Any]) -> str:
-        return self.identity_endpoint or f"{host_url(dict(environ))}/identity"
+        return self.identity_endpoint or f"{host_url(environ)}/identity"
 
     def handle(self, req: Request, path: str) -> Reply:
         """Serve ``path`` (the part after ``/identity``)."""

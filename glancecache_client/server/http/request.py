@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -178,7 +178,7 @@ class ApiRequest(Request):
         return None
 
 
-def host_url(environ: dict[str, Any]) -> str:
+def host_url(environ: Mapping[str, Any]) -> str:
     """``scheme://host[:port]`` as the client addressed us (Glance builds its hrefs from the Host header)."""
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST")
