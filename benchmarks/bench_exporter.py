@@ -30,7 +30,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from tabulate import tabulate
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 EXPORTER = Path(sys.executable).parent / "glancecache-exporter"
 SCRAPE_TIMEOUT = 2.0
@@ -42,7 +42,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def seed(cluster: Cluster, entries: int) -> None:
+def seed(cluster: ReferenceCluster, entries: int) -> None:
     for node in cluster.nodes:
         assert node.engine is not None and node.cache_dir is not None
         for _ in range(entries):

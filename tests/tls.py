@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 __all__ = ["Certificates", "HTTPSNodes", "TLSProxy", "https_nodes", "make_certificates", "serve_https"]
 
@@ -277,7 +277,7 @@ def _close_gracefully(tls: ssl.SSLSocket) -> None:
 class HTTPSNodes:
     """Reference nodes behind TLS: ``urls`` (TLS) and ``mtls_urls`` (client certificate required), per node."""
 
-    cluster: Cluster
+    cluster: ReferenceCluster
     urls: list[str]
     mtls_urls: list[str]
     certs: Certificates

@@ -12,18 +12,17 @@ from pathlib import Path
 import pytest
 
 from glancecache_client import Cluster
-from glancecache_client.server.runner import Cluster as ReferenceNodes
-from glancecache_client.server.runner import run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 
 @pytest.fixture
-def glance_nodes(tmp_path: Path) -> Iterator[ReferenceNodes]:
+def glance_nodes(tmp_path: Path) -> Iterator[ReferenceCluster]:
     """Two Glance nodes (noauth) sharing one image store and one centralized cache registry."""
     with run_cluster(nodes=2, auth="noauth", data_dir=tmp_path) as nodes:
         yield nodes
 
 
-def test_an_image_warmed_on_every_node(glance_nodes: ReferenceNodes) -> None:
+def test_an_image_warmed_on_every_node(glance_nodes: ReferenceCluster) -> None:
     image_id = glance_nodes.upload_image(b"\x00" * 4096)  # an active image in the shared store
 
     with Cluster(glance_nodes.urls) as cluster:  # the code under test would do this part

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(notice(text, args.log_format, PROG), file=sys.stderr, flush=True)
 
     from .config import ConfigError, build_settings, open_door_warnings
-    from .listener import Limits
+    from .http.listener import Limits
     from .runner import start_cluster
 
     stop = threading.Event()

@@ -1,6 +1,6 @@
-"""Start and stop a cluster of reference nodes in this process (one HTTP listener per node, see ``listener``).
+"""Start and stop a cluster of reference nodes in this process (one HTTP listener per node, see ``http.listener``).
 
-Owns: ``run_cluster`` / ``start_cluster`` and the ``Cluster`` they give: N nodes, each on its own port
+Owns: ``run_cluster`` / ``start_cluster`` and the ``ReferenceCluster`` they give: N nodes, each on its own port
 (port 0 = ephemeral) with its own cache directory, cache engine and self-reference URL, all sharing one
 image store and one database (``<data_dir>/glance.sqlite`` or ``registry_url``) that holds the images,
 the centralized cache registry and the identity tokens; optional cache admin listeners; clean shutdown.
@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, ServerSettings, parse_host_port
-from .listener import Limits, Listener
+from .http.listener import Limits, Listener
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from .app import GlanceApp
-    from .engine import CacheEngine
-    from .identity import IdentityService
-    from .store import ImageStore
+    from .engine.engine import CacheEngine
+    from .engine.store import ImageStore
+    from .http.app import GlanceApp
+    from .http.context import Authenticator
+    from .http.identity import IdentityService
+    from .http.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class ClusterNode:
 
 
 @dataclass
-class Cluster:
+class ReferenceCluster:
     """A running cluster (see ``run_cluster``)."""
 
     settings: ServerSettings
@@ -119,19 +121,16 @@ def _node_cache_dir(settings: ServerSettings, data_dir: Path, index: int, url: s
     return data_dir / "nodes" / host_port / "cache"
 
 
-def start_cluster(settings: ServerSettings, limits: Limits | None = None) -> Cluster:
+def start_cluster(settings: ServerSettings, limits: Limits | None = None) -> ReferenceCluster:
     """Start every node of ``settings`` and return the running cluster (call ``close()`` when done).
 
     ``limits`` are the listeners' connection timeouts and limit (``Limits()`` defaults when None).
     """
     import sqlalchemy as sa
 
-    from .app import GlanceApp
-    from .context import Authenticator
-    from .db import create_db_engine, sqlite_url
-    from .policy import Policy, PolicyError
-    from .request import Node
-    from .store import ImageStore
+    from .engine.db import create_db_engine, sqlite_url
+    from .engine.store import ImageStore
+    from .http.policy import Policy, PolicyError
 
     settings.validate()
     try:
@@ -154,19 +153,22 @@ def start_cluster(settings: ServerSettings, limits: Limits | None = None) -> Clu
             shutil.rmtree(data_dir, ignore_errors=True)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot use the database {sa.make_url(db_url).render_as_string()}: {first}") from None
-    cluster = Cluster(settings, data_dir, db, store, limits or Limits(), _remove_data_dir=remove_data_dir)
+    cluster = ReferenceCluster(settings, data_dir, db, store, limits or Limits(), _remove_data_dir=remove_data_dir)
     try:
-        _start_nodes(cluster, policy, Authenticator, GlanceApp, Node)
+        _start_nodes(cluster, policy)
     except BaseException:
         cluster.close()
         raise
     return cluster
 
 
-def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls: Any, node_cls: Any) -> None:
-    from .engine import CacheEngine
-    from .identity import DEFAULT_USERS, IdentityService, UsersFileError, load_users_file
-    from .registry import CacheRegistry
+def _start_nodes(cluster: ReferenceCluster, policy: Policy) -> None:
+    from .engine.engine import CacheEngine
+    from .engine.registry import CacheRegistry
+    from .http.app import GlanceApp
+    from .http.context import Authenticator
+    from .http.identity import DEFAULT_USERS, IdentityService, UsersFileError, load_users_file
+    from .http.request import Node
 
     settings = cluster.settings
     if settings.auth == "keystone":
@@ -175,7 +177,7 @@ def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls:
         except UsersFileError as exc:
             raise ConfigError(str(exc)) from None
         cluster.identity = IdentityService(cluster.db, users)
-    authenticator = authenticator_cls(settings.auth, cluster.identity)
+    authenticator: Authenticator = Authenticator(settings.auth, cluster.identity)
 
     listeners: list[Listener] = []
     admin_listeners: list[Listener | None] = []
@@ -217,14 +219,14 @@ def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls:
             )
             engine.start()
             engines.append(engine)
-        node = node_cls(
+        node = Node(
             store=cluster.store,
             engine=engine,
             policy=policy,
             cache_driver=settings.cache_driver,
             legacy_only=settings.legacy_only,
         )
-        app = app_cls(node, authenticator, identity=cluster.identity, added_latency=settings.added_latency)
+        app = GlanceApp(node, authenticator, identity=cluster.identity, added_latency=settings.added_latency)
         admin = admin_listeners[index]
         cluster.nodes.append(ClusterNode(index, url, engine, app, cache_dir, admin.url if admin is not None else None))
     # Deleting an image on any node purges it from every cache of this process's cluster.
@@ -236,7 +238,7 @@ def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls:
     for cluster_node, listener, admin in zip(cluster.nodes, listeners, admin_listeners, strict=True):
         listener.start(cluster_node.app)
         if admin is not None:
-            admin_app = app_cls(
+            admin_app = GlanceApp(
                 cluster_node.app.node, authenticator, admin_listener=True, added_latency=settings.added_latency
             )
             admin.start(admin_app)
@@ -245,7 +247,7 @@ def _start_nodes(cluster: Cluster, policy: Any, authenticator_cls: Any, app_cls:
 @contextlib.contextmanager
 def run_cluster(
     nodes: int = 1, *, settings: ServerSettings | None = None, limits: Limits | None = None, **options: Any
-) -> Iterator[Cluster]:
+) -> Iterator[ReferenceCluster]:
     """Run ``nodes`` reference nodes for the duration of the ``with`` block.
 
     Options are ``ServerSettings`` fields (``bind``, ``port`` (default 0 here: ephemeral), ``data_dir``,

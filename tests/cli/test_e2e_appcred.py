@@ -9,19 +9,19 @@ from collections.abc import Iterator
 import pytest
 
 from glancecache_client.cli import exitcodes
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from ..keystone import APP_CREDENTIAL_ID, APP_CREDENTIAL_SECRET
 from .test_e2e_cluster import DATA, assert_no_traceback, glance, hosts
 
 
 @pytest.fixture(scope="module")
-def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(nodes=2, auth="keystone", data_dir=tmp_path_factory.mktemp("appcred")) as running:
         yield running
 
 
-def credential_args(cluster: Cluster, secret: str = APP_CREDENTIAL_SECRET) -> list[str]:
+def credential_args(cluster: ReferenceCluster, secret: str = APP_CREDENTIAL_SECRET) -> list[str]:
     assert cluster.identity_url
     return [
         "--os-auth-url", cluster.identity_url, "--os-auth-type", "v3applicationcredential",
@@ -29,7 +29,7 @@ def credential_args(cluster: Cluster, secret: str = APP_CREDENTIAL_SECRET) -> li
     ]  # fmt: skip
 
 
-def test_options_fetch_one_token_for_every_node(keystone: Cluster) -> None:
+def test_options_fetch_one_token_for_every_node(keystone: ReferenceCluster) -> None:
     image = keystone.upload_image(DATA, name="appcred")
     before = keystone.tokens_issued
     queued = glance(
@@ -43,7 +43,7 @@ def test_options_fetch_one_token_for_every_node(keystone: Cluster) -> None:
     assert {row["node"] for row in json.loads(listed.stdout) if row["image_id"] == image} == set(keystone.urls)
 
 
-def test_os_environment_variables(keystone: Cluster) -> None:
+def test_os_environment_variables(keystone: ReferenceCluster) -> None:
     assert keystone.identity_url
     env = {
         "OS_AUTH_URL": keystone.identity_url,
@@ -60,7 +60,7 @@ def test_os_environment_variables(keystone: Cluster) -> None:
     assert explicit.returncode == 0, explicit.stderr
 
 
-def test_name_and_user_take_the_default_domain(keystone: Cluster) -> None:
+def test_name_and_user_take_the_default_domain(keystone: ReferenceCluster) -> None:
     assert keystone.identity_url
     env = {
         "OS_AUTH_URL": keystone.identity_url,
@@ -73,7 +73,7 @@ def test_name_and_user_take_the_default_domain(keystone: Cluster) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_wrong_secret_exits_3_with_one_line_and_no_secret(keystone: Cluster) -> None:
+def test_wrong_secret_exits_3_with_one_line_and_no_secret(keystone: ReferenceCluster) -> None:
     before = keystone.tokens_issued
     result = glance(*credential_args(keystone, "not-the-secret"), *hosts(keystone.urls), "cache-list")
     assert result.returncode == exitcodes.AUTH
@@ -87,7 +87,7 @@ def test_wrong_secret_exits_3_with_one_line_and_no_secret(keystone: Cluster) -> 
     assert keystone.tokens_issued == before
 
 
-def test_a_project_option_is_refused_by_keystone_with_exit_3(keystone: Cluster) -> None:
+def test_a_project_option_is_refused_by_keystone_with_exit_3(keystone: ReferenceCluster) -> None:
     result = glance(*credential_args(keystone), "--os-project-name", "admin", *hosts(keystone.urls), "cache-list")
     assert result.returncode == exitcodes.AUTH
     lines = result.stderr.splitlines()

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from glancecache_client.cli import exitcodes
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .conftest import GLANCE, clean_env, dead_address
 
@@ -37,19 +37,19 @@ def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(nodes=3, auth="noauth", data_dir=tmp_path_factory.mktemp("e2e")) as running:
         yield running
 
 
 @pytest.fixture
-def fresh(tmp_path) -> Iterator[Cluster]:
+def fresh(tmp_path) -> Iterator[ReferenceCluster]:
     """A fresh 2-node cluster of its own, for tests that empty caches or hold the queue."""
     with run_cluster(nodes=2, auth="noauth", data_dir=tmp_path) as running:
         yield running
 
 
-def hold_queue(cluster: Cluster) -> None:
+def hold_queue(cluster: ReferenceCluster) -> None:
     """From now on the nodes' cache workers pick up nothing new: queued entries stay queued."""
     for node in cluster.nodes:
         assert node.engine is not None

@@ -9,25 +9,25 @@ from collections.abc import Iterator
 import pytest
 
 from glancecache_client.cli import exitcodes
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .test_e2e_cluster import DATA, assert_no_traceback, glance, hosts
 
 
 @pytest.fixture(scope="module")
-def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(nodes=2, auth="keystone", data_dir=tmp_path_factory.mktemp("keystone")) as running:
         yield running
 
 
-def password_args(cluster: Cluster, user: str = "admin", password: str = "admin", project: str = "admin"):
+def password_args(cluster: ReferenceCluster, user: str = "admin", password: str = "admin", project: str = "admin"):
     return [
         "--os-auth-url", cluster.identity_url, "--os-username", user, "--os-password", password,
         "--os-project-name", project,
     ]  # fmt: skip
 
 
-def token_for(cluster: Cluster) -> str:
+def token_for(cluster: ReferenceCluster) -> str:
     from keystoneauth1 import session
     from keystoneauth1.identity import v3
 
@@ -157,7 +157,7 @@ def write_clouds(directory, auth: str, extra: str = "") -> dict[str, str]:
     return {"OS_CLIENT_CONFIG_FILE": str(clouds)}
 
 
-def lab_auth(keystone: Cluster, password: bool = True) -> str:
+def lab_auth(keystone: ReferenceCluster, password: bool = True) -> str:
     return (
         f"      auth_url: {keystone.identity_url}\n"
         "      username: admin\n"

@@ -14,7 +14,7 @@ import pytest
 
 from glancecache_client import CacheClient
 from glancecache_client.cli import exitcodes
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from tests.library.rawnode import glance_versions_then, http, raw_node
 
 from .conftest import GLANCE, clean_env, dead_address, one_line_error
@@ -30,7 +30,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
+def good(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReferenceCluster, str]]:
     with run_cluster(nodes=1, auth="noauth", data_dir=tmp_path_factory.mktemp("good")) as running:
         image = running.upload_image(b"healthy " * 64, name="healthy")
         queued = glance("-H", running.url, "cache-queue", "--wait", "--timeout", "30", "--interval", "0.1", image)
@@ -53,7 +53,7 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
-def test_a_broken_node_never_hides_the_healthy_one(good: tuple[Cluster, str], kind: str) -> None:
+def test_a_broken_node_never_hides_the_healthy_one(good: tuple[ReferenceCluster, str], kind: str) -> None:
     running, image = good
     with raw_node(glance_versions_then(lambda method, path: BROKEN[kind])) as bad:
         result = glance("-H", running.url, "-H", bad.url, "cache-list", "-f", "json")

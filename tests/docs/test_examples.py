@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -37,12 +37,12 @@ def dead_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(nodes=2, auth="noauth", data_dir=tmp_path_factory.mktemp("examples")) as cluster:
         yield cluster
 
 
-def test_warm_cache_then_report(nodes: Cluster) -> None:
+def test_warm_cache_then_report(nodes: ReferenceCluster) -> None:
     image_id = nodes.upload_image(b"w" * 3000)
     warmed = example("warm_cache.py", image_id, *nodes.urls)
     assert warmed.returncode == 0, warmed
@@ -54,13 +54,13 @@ def test_warm_cache_then_report(nodes: Cluster) -> None:
         assert f"{url}: " in report.stdout and "FAILED" not in report.stdout
 
 
-def test_warm_cache_names_what_failed(nodes: Cluster) -> None:
+def test_warm_cache_names_what_failed(nodes: ReferenceCluster) -> None:
     done = example("warm_cache.py", MISSING, *nodes.urls)
     assert done.returncode == 1
     assert [line.split(": ")[1] for line in done.stdout.splitlines()] == ["NOT cached", "NOT cached"], done.stdout
 
 
-def test_report_shows_healthy_nodes_beside_a_dead_one(nodes: Cluster) -> None:
+def test_report_shows_healthy_nodes_beside_a_dead_one(nodes: ReferenceCluster) -> None:
     dead = dead_url()
     done = example("cache_report.py", nodes.urls[0], dead)
     assert done.returncode == 1
@@ -70,17 +70,17 @@ def test_report_shows_healthy_nodes_beside_a_dead_one(nodes: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def keystone_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def keystone_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(nodes=2, auth="keystone", data_dir=tmp_path_factory.mktemp("examples-ks")) as cluster:
         yield cluster
 
 
-def login(cluster: Cluster, user: str) -> dict[str, str]:
+def login(cluster: ReferenceCluster, user: str) -> dict[str, str]:
     assert cluster.identity_url is not None
     return {"OS_AUTH_URL": cluster.identity_url, "OS_USERNAME": user, "OS_PASSWORD": user, "OS_PROJECT_NAME": user}
 
 
-def test_keystone_prune_as_admin_and_as_member(keystone_nodes: Cluster) -> None:
+def test_keystone_prune_as_admin_and_as_member(keystone_nodes: ReferenceCluster) -> None:
     tokens = keystone_nodes.tokens_issued
     done = example("keystone_prune.py", *keystone_nodes.urls, env=login(keystone_nodes, "admin"))
     assert done.returncode == 0, done

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, ValidationError
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from glancecache_client.views import CACHE_COLUMNS, HEADERS, clear_table, nodes_table, prune_table
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "glancecache-rows" / "1"
@@ -55,7 +55,7 @@ def hosts(flag: str, urls: list[str]) -> list[str]:
 class Reference:
     """The running cluster, a clean HOME, an image cached on both nodes and one queued on node 2."""
 
-    cluster: Cluster
+    cluster: ReferenceCluster
     home: Path
     cached: str
     queued: str

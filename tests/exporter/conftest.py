@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from glancecache_client.nodes import normalize_endpoint
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from tests.cli.conftest import clean_env, dead_address
 
 EXPORTER = os.path.join(
@@ -100,13 +100,13 @@ def running_exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(nodes=3, auth="noauth", data_dir=tmp_path_factory.mktemp("exporter")) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def exporter(cluster: Cluster) -> Iterator[Exporter]:
+def exporter(cluster: ReferenceCluster) -> Iterator[Exporter]:
     """The exporter over the three live nodes, one dead address and one silent node, in that order."""
     with silent_node() as silent:
         hosts = [normalize_endpoint(url) for url in (*cluster.urls, dead_address(), silent)]

@@ -9,19 +9,19 @@ from collections.abc import Iterator
 import pytest
 
 from glancecache_client.nodes import normalize_endpoint
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from tests.cli.conftest import clean_env
 
 from .conftest import EXPORTER, running_exporter
 
 
 @pytest.fixture(scope="module")
-def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(nodes=2, auth="keystone", data_dir=tmp_path_factory.mktemp("keystone")) as running:
         yield running
 
 
-def os_env(cluster: Cluster, password: str = "admin") -> dict[str, str]:
+def os_env(cluster: ReferenceCluster, password: str = "admin") -> dict[str, str]:
     assert cluster.identity_url is not None
     return {
         "OS_AUTH_URL": cluster.identity_url,
@@ -31,7 +31,7 @@ def os_env(cluster: Cluster, password: str = "admin") -> dict[str, str]:
     }
 
 
-def test_one_token_from_os_variables_serves_every_scrape(keystone: Cluster) -> None:
+def test_one_token_from_os_variables_serves_every_scrape(keystone: ReferenceCluster) -> None:
     before = keystone.tokens_issued
     args = [arg for url in keystone.urls for arg in ("-H", url)]
     with running_exporter(*args, env=os_env(keystone)) as exporter:
@@ -42,7 +42,7 @@ def test_one_token_from_os_variables_serves_every_scrape(keystone: Cluster) -> N
     assert keystone.tokens_issued == before + 1
 
 
-def test_a_wrong_password_stops_it_at_start_with_exit_3(keystone: Cluster) -> None:
+def test_a_wrong_password_stops_it_at_start_with_exit_3(keystone: ReferenceCluster) -> None:
     result = subprocess.run(
         [EXPORTER, "-H", keystone.url], capture_output=True, text=True, env=clean_env(os_env(keystone, "wrong")),
         timeout=60, check=False,

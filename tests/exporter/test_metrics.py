@@ -9,7 +9,7 @@ import httpx
 
 from glancecache_client import Cluster as Nodes
 from glancecache_client.nodes import normalize_endpoint
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .conftest import SCRAPE_TIMEOUT, Exporter, Samples, running_exporter
 
@@ -24,7 +24,7 @@ def image_ids(samples: Samples, name: str, node: str) -> set[str]:
     return {dict(labels)["image_id"] for (sample, labels) in samples if sample == name and dict(labels)["node"] == node}
 
 
-def cache_and_hit(cluster: Cluster, node_urls: list[str]) -> str:
+def cache_and_hit(cluster: ReferenceCluster, node_urls: list[str]) -> str:
     """A new image cached on the given nodes and downloaded once from each (one hit)."""
     image_id = cluster.upload_image(DATA)
     with Nodes(node_urls) as nodes:
@@ -36,7 +36,7 @@ def cache_and_hit(cluster: Cluster, node_urls: list[str]) -> str:
     return image_id
 
 
-def test_every_value_matches_the_nodes_and_bad_nodes_are_down(cluster: Cluster, exporter: Exporter) -> None:
+def test_every_value_matches_the_nodes_and_bad_nodes_are_down(cluster: ReferenceCluster, exporter: Exporter) -> None:
     live, dead, silent = exporter.nodes[:3], exporter.nodes[3], exporter.nodes[4]
     everywhere = cache_and_hit(cluster, live)
     first_only = cache_and_hit(cluster, live[:1])
@@ -81,7 +81,7 @@ def test_every_value_matches_the_nodes_and_bad_nodes_are_down(cluster: Cluster, 
     assert value(samples, "glance_cache_scrape_duration_seconds", node=dead) < SCRAPE_TIMEOUT
 
 
-def test_an_image_that_leaves_a_cache_leaves_the_metrics(cluster: Cluster, exporter: Exporter) -> None:
+def test_an_image_that_leaves_a_cache_leaves_the_metrics(cluster: ReferenceCluster, exporter: Exporter) -> None:
     node = exporter.nodes[1]
     image_id = cache_and_hit(cluster, [node])
     before, _ = exporter.scrape()

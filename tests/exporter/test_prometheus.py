@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from glancecache_client.server.runner import Cluster
+from glancecache_client.server.runner import ReferenceCluster
 
 from .conftest import Exporter, free_port
 
@@ -79,7 +79,7 @@ def query(prometheus: str, expression: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
-def test_prometheus_scrapes_every_node(prometheus: str, exporter: Exporter, cluster: Cluster) -> None:
+def test_prometheus_scrapes_every_node(prometheus: str, exporter: Exporter, cluster: ReferenceCluster) -> None:
     live, down = exporter.nodes[:3], exporter.nodes[3:]
     deadline = time.monotonic() + 60
     results: list[dict[str, Any]] = []

@@ -56,7 +56,7 @@ def test_wheel_carries_the_license_and_no_tests(artifacts: Artifacts):
         license_text = wheel.read(f"glancecache_client-{__version__}.dist-info/licenses/LICENSE").decode()
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     assert not {name for name in names if name.startswith(("tests/", "benchmarks/", "docs/"))}
-    assert {"glancecache_client/py.typed", "glancecache_client/server/schemas/image.json"} <= names
+    assert {"glancecache_client/py.typed", "glancecache_client/server/http/schemas/image.json"} <= names
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from ..server.http.glance33_bodies import ACCEPT_CASES, CASES, TEXT_PLAIN, Case, plain_error
 from ..server.http.test_wire import raw_request, split_response
@@ -29,7 +29,7 @@ Answer = tuple[int, str, bytes]  # status, Content-Type, body
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(1, auth="noauth", cache_workers=0, data_dir=tmp_path_factory.mktemp("ours")) as cluster:
         yield cluster
 
@@ -49,7 +49,7 @@ def make_ids(url: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def both(real_glance: RealGlance, reference: Cluster) -> dict[str, tuple[str, dict[str, str]]]:
+def both(real_glance: RealGlance, reference: ReferenceCluster) -> dict[str, tuple[str, dict[str, str]]]:
     return {"glance": (real_glance.url, make_ids(real_glance.url)), "ours": (reference.url, make_ids(reference.url))}
 
 

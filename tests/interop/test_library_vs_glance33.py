@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from glancecache_client.server.http.schema_api import SCHEMA_FILES, schema_document
 from glancecache_client.server.runner import run_cluster
-from glancecache_client.server.schema_api import SCHEMA_FILES, schema_document
 
 from ..roundtrip import run_scenario
 from .conftest import RealGlance

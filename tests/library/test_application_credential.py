@@ -11,26 +11,25 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from glancecache_client import CacheClient, Cluster, errors
-from glancecache_client.server.runner import Cluster as ServerCluster
-from glancecache_client.server.runner import run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from ..keystone import APP_CREDENTIAL_ID, APP_CREDENTIAL_SECRET
 
 
 @pytest.fixture(scope="module")
-def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerCluster]:
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(nodes=3, auth="keystone", data_dir=tmp_path_factory.mktemp("appcred")) as cluster:
         yield cluster
 
 
-def application_credential(cluster: ServerCluster, secret: str = APP_CREDENTIAL_SECRET) -> v3.ApplicationCredential:
+def application_credential(cluster: ReferenceCluster, secret: str = APP_CREDENTIAL_SECRET) -> v3.ApplicationCredential:
     assert cluster.identity_url
     return v3.ApplicationCredential(
         auth_url=cluster.identity_url, application_credential_id=APP_CREDENTIAL_ID, application_credential_secret=secret
     )
 
 
-def test_one_application_credential_token_for_every_node(keystone: ServerCluster) -> None:
+def test_one_application_credential_token_for_every_node(keystone: ReferenceCluster) -> None:
     image = keystone.upload_image(b"appcred" * 200, name="appcred")
     session = ks_session.Session(auth=application_credential(keystone))
     before = keystone.tokens_issued
@@ -47,12 +46,12 @@ def test_one_application_credential_token_for_every_node(keystone: ServerCluster
     assert access.project_name == "admin" and access.role_names == ["admin"]
 
 
-def test_cache_client_with_the_auth_plugin(keystone: ServerCluster) -> None:
+def test_cache_client_with_the_auth_plugin(keystone: ReferenceCluster) -> None:
     with CacheClient(keystone.urls[1], auth=application_credential(keystone)) as client:
         assert client.list().cached == ()
 
 
-def test_a_wrong_secret_is_refused_by_keystone(keystone: ServerCluster) -> None:
+def test_a_wrong_secret_is_refused_by_keystone(keystone: ReferenceCluster) -> None:
     before = keystone.tokens_issued
     with CacheClient(keystone.urls[0], auth=application_credential(keystone, "wrong")) as client:
         with pytest.raises(errors.IdentityFailure) as caught:

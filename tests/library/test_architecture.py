@@ -16,8 +16,8 @@ SERVER = list((PACKAGE / "server").rglob("*.py"))
 EXPORTER_CORE = [p for p in (PACKAGE / "exporter").glob("*.py") if p.name != "cli.py"]
 
 
-def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
+def imported_modules(path: Path, source: str | None = None) -> set[str]:
+    tree = ast.parse(path.read_text() if source is None else source, str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -103,3 +103,44 @@ def test_bare_import_loads_no_http_stack() -> None:
     code = "import sys, glancecache_client; print(sorted(m for m in ('httpx', 'keystoneauth1') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+ENGINE = list((PACKAGE / "server" / "engine").rglob("*.py"))
+
+
+def test_server_engine_never_imports_its_http_side() -> None:
+    # The cache engine is usable (and tested) without a web stack: HTTP calls into it, never the reverse.
+    assert len(ENGINE) >= 6, "server/engine package is missing"
+    forbidden = ("glancecache_client.server.http", "werkzeug", "h11")
+    for path in ENGINE:
+        bad = {m for m in imported_modules(path) if matches(m, forbidden)}
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+def test_engine_check_sees_a_relative_import_of_http() -> None:
+    # The check above can fail: a relative import climbing out of engine/ into http/ resolves to the http package.
+    probe = PACKAGE / "server" / "engine" / "probe.py"
+    names = imported_modules(probe, "from ..http import app\nfrom ..http.request import ApiRequest\n")
+    assert {"glancecache_client.server.http.app", "glancecache_client.server.http.request"} <= names
+
+
+def test_server_subclasses_no_private_class_of_a_library() -> None:
+    # The serving stack is used through its public API only (asyncio.Protocol, h11's Connection and events):
+    # a private class of h11, werkzeug or an HTTP server could change under us in any patch release.
+    private_imports: set[str] = set()
+    offenders = []
+    for path in SERVER:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            third_party = isinstance(node, ast.ImportFrom) and not node.level
+            if third_party and not (node.module or "").startswith("glancecache"):
+                private_imports.update(a.asname or a.name for a in node.names if a.name.startswith("_"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for base in node.bases:
+                    text = ast.unparse(base)
+                    if any(part.startswith("_") for part in text.split(".")[1:]) or text in private_imports:
+                        offenders.append(f"{path.relative_to(PACKAGE)}: {node.name}({text})")
+    assert offenders == []
+    assert any("asyncio.Protocol" in ast.unparse(b) for p in SERVER for n in ast.walk(ast.parse(p.read_text()))
+               if isinstance(n, ast.ClassDef) for b in n.bases), "the listener's protocol class was not seen"

@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 
 from glancecache_client import CacheClient, Cluster, errors
 from glancecache_client.models import CacheState
-from glancecache_client.server.runner import Cluster as RunningCluster
-from glancecache_client.server.runner import run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .conftest import IMAGE, MODERN
 from .rawnode import RawNode, glance_versions_then, http
@@ -232,7 +231,7 @@ def test_any_bytes_as_the_versions_answer_become_a_typed_outcome(raw: RawNode, p
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningCluster, str]]:
+def good(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReferenceCluster, str]]:
     with run_cluster(nodes=1, auth="noauth", data_dir=tmp_path_factory.mktemp("good")) as running:
         image = running.upload_image(b"healthy " * 64, name="healthy")
         with CacheClient(running.url) as client:
@@ -250,7 +249,7 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningClus
     )
 )
 def test_a_broken_node_never_hides_the_healthy_one(
-    good: tuple[RunningCluster, str], raw: RawNode, payload: bytes
+    good: tuple[ReferenceCluster, str], raw: RawNode, payload: bytes
 ) -> None:
     running, image = good
     raw.answer = glance_versions_then(lambda method, path: payload)

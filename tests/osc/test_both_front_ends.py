@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from glancecache_client.views import HEADERS
 from tests.cli.test_e2e_cluster import glance
 
@@ -30,7 +30,7 @@ KEYS = {header: key for key, header in HEADERS.items()}
 
 @dataclass
 class Lab:
-    cluster: Cluster
+    cluster: ReferenceCluster
     env: dict[str, str]
     held: str  # cached on node 0 only
     everywhere: str  # cached on both nodes

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from glancecache_client.views import CACHE_COLUMNS, HEADERS
 
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
@@ -54,7 +54,7 @@ def base_env(home: Path) -> dict[str, str]:
             "COLUMNS": "250", "PYTHONWARNINGS": "ignore"}
 
 
-def keystone_env(home: Path, cluster: Cluster, user: str = "admin") -> dict[str, str]:
+def keystone_env(home: Path, cluster: ReferenceCluster, user: str = "admin") -> dict[str, str]:
     assert cluster.identity_url
     return {
         **base_env(home),
@@ -90,7 +90,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @dataclass
 class Deployment:
-    cluster: Cluster
+    cluster: ReferenceCluster
     env: dict[str, str]
     member_env: dict[str, str]
     cirros: str
@@ -248,7 +248,7 @@ def test_delete_clean_prune_clear(deployment: Deployment, cirros_everywhere: str
 
 @dataclass
 class Stalled:
-    cluster: Cluster
+    cluster: ReferenceCluster
     env: dict[str, str]
     big: str
     small: str

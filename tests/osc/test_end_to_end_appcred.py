@@ -11,7 +11,7 @@ import pytest
 from keystoneauth1.identity import v3
 
 from glancecache_client import Cluster as CacheCluster
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from ..keystone import APP_CREDENTIAL_ID, APP_CREDENTIAL_SECRET
 from .test_end_to_end import OPENSTACK, base_env, hosts, openstack, openstack_many
@@ -23,7 +23,7 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def cached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
+def cached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReferenceCluster, str]]:
     """A 2-node keystone cluster with one image cached on both nodes."""
     with run_cluster(nodes=2, auth="keystone", data_dir=tmp_path_factory.mktemp("osc-appcred")) as cluster:
         image = cluster.upload_image(b"a" * 3000, name="appcred")
@@ -38,7 +38,7 @@ def cached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, 
         yield cluster, image
 
 
-def test_cache_list_with_an_application_credential(cached: tuple[Cluster, str], tmp_path: Path) -> None:
+def test_cache_list_with_an_application_credential(cached: tuple[ReferenceCluster, str], tmp_path: Path) -> None:
     cluster, image = cached
     assert cluster.identity_url
     options = [
@@ -75,7 +75,7 @@ def test_cache_list_with_an_application_credential(cached: tuple[Cluster, str], 
     assert cluster.tokens_issued - tokens_before == 2
 
 
-def test_a_wrong_secret_fails_authentication(cached: tuple[Cluster, str], tmp_path: Path) -> None:
+def test_a_wrong_secret_fails_authentication(cached: tuple[ReferenceCluster, str], tmp_path: Path) -> None:
     cluster, _ = cached
     assert cluster.identity_url
     env = {

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from glancecache_client.server import db as schema
-from glancecache_client.server.engine import CacheEngine
-from glancecache_client.server.registry import CacheRegistry
-from glancecache_client.server.store import Image, ImageStore
+from glancecache_client.server.engine import db as schema
+from glancecache_client.server.engine.engine import CacheEngine
+from glancecache_client.server.engine.registry import CacheRegistry
+from glancecache_client.server.engine.store import Image, ImageStore
 
 from ..databases import private_database
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from glancecache_client.server.digesting import COPY_CHUNK, DigestingWriter
+from glancecache_client.server.engine.digesting import COPY_CHUNK, DigestingWriter
 
 
 def takes_o_direct(directory: Path) -> bool:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from glancecache_client.server.engine import CacheEngine
-from glancecache_client.server.store import Image, ImageStore
+from glancecache_client.server.engine.engine import CacheEngine
+from glancecache_client.server.engine.store import Image, ImageStore
 
 from .conftest import FakeClock, NodeFactory, active_image
 
@@ -147,7 +147,7 @@ def test_worker_pool_survives_failures(make_node: NodeFactory, store: ImageStore
     broken = [active_image(store, f"broken{n}".encode()) for n in range(6)]
     for image in broken:
         store.data_path(image.id).unlink()  # the backend lost the data: every fetch fails
-    with caplog.at_level(logging.ERROR, logger="glancecache_client.server.engine"):
+    with caplog.at_level(logging.ERROR, logger="glancecache_client.server.engine.engine"):
         for image in broken:
             node.engine.queue(image.id)
         assert node.engine.wait_idle(10)
@@ -168,7 +168,7 @@ def test_deleted_or_inactive_image_is_dropped_from_queue(make_node: NodeFactory,
     node.engine.legacy_queue(sleepy.id)
     store.delete(gone.id)
     store.set_status(sleepy.id, "deactivated")
-    with caplog.at_level(logging.WARNING, logger="glancecache_client.server.engine"):
+    with caplog.at_level(logging.WARNING, logger="glancecache_client.server.engine.engine"):
         node.engine.queue(gone.id)
         node.engine.queue(sleepy.id)
         assert node.engine.wait_idle(10)
@@ -217,7 +217,7 @@ def test_checksum_mismatch_goes_to_invalid_without_row(make_node: NodeFactory, s
     node = make_node()
     image = active_image(store, b"A" * 4096)
     store.data_path(image.id).write_bytes(b"B" * 4096)  # same size, different bytes
-    with caplog.at_level(logging.ERROR, logger="glancecache_client.server.engine"):
+    with caplog.at_level(logging.ERROR, logger="glancecache_client.server.engine.engine"):
         node.engine.queue(image.id)
         assert node.engine.wait_idle(10)
     assert "Checksum verification failed" in caplog.text
@@ -689,10 +689,10 @@ def test_close_stops_the_workers(make_node: NodeFactory) -> None:
 _PROCESS_SCRIPT = """
 import json, sys, threading, time
 from pathlib import Path
-from glancecache_client.server import db as schema
-from glancecache_client.server.engine import CacheEngine
-from glancecache_client.server.registry import CacheRegistry
-from glancecache_client.server.store import ImageStore
+from glancecache_client.server.engine import db as schema
+from glancecache_client.server.engine.engine import CacheEngine
+from glancecache_client.server.engine.registry import CacheRegistry
+from glancecache_client.server.engine.store import ImageStore
 
 root, image_id, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 database = schema.create_db_engine(schema.sqlite_url(root / "shared.db"))

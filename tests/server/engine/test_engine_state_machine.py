@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from glancecache_client.server import db as schema
-from glancecache_client.server.engine import CacheEngine
-from glancecache_client.server.registry import CacheRegistry
-from glancecache_client.server.store import ImageStore, is_image_id
+from glancecache_client.server.engine import db as schema
+from glancecache_client.server.engine.engine import CacheEngine
+from glancecache_client.server.engine.registry import CacheRegistry
+from glancecache_client.server.engine.store import ImageStore, is_image_id
 
 from .conftest import FakeClock
 

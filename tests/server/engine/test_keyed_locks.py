@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from glancecache_client.server.keyed_locks import KeyedLocks
+from glancecache_client.server.engine.locks import KeyedLocks
 
 
 def test_hold_excludes_per_key_and_forgets_the_key() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from glancecache_client.server import db as schema
-from glancecache_client.server.registry import CacheEntry, CacheRegistry
+from glancecache_client.server.engine import db as schema
+from glancecache_client.server.engine.registry import CacheEntry, CacheRegistry
 
 
 def _ids(n: int) -> list[str]:

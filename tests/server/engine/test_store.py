@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from glancecache_client.server.store import ImageConflict, ImageNotFound, ImageStore, is_image_id
+from glancecache_client.server.engine.store import ImageConflict, ImageNotFound, ImageStore, is_image_id
 
 from .conftest import active_image
 

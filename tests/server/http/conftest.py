@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 ADMIN = {
     "X-Identity-Status": "Confirmed",
@@ -32,7 +32,7 @@ MEMBER = {
 CAPTURES = Path(__file__).resolve().parents[3].parent / "shared" / "spec" / "captures" / "glance33-traffic.md"
 
 
-def empty_caches(cluster: Cluster) -> None:
+def empty_caches(cluster: ReferenceCluster) -> None:
     for node in cluster.nodes:
         if node.engine is not None:
             node.engine.wait_idle(10)
@@ -70,38 +70,38 @@ def http() -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def trusted_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def trusted_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     """Two nodes (L and R), trusted-header auth, centralized_db registry."""
     with run_cluster(2, auth="trusted", data_dir=tmp_path_factory.mktemp("trusted")) as cluster:
         yield cluster
 
 
 @pytest.fixture
-def cluster(trusted_cluster: Cluster) -> Cluster:
+def cluster(trusted_cluster: ReferenceCluster) -> ReferenceCluster:
     empty_caches(trusted_cluster)
     return trusted_cluster
 
 
 @pytest.fixture(scope="module")
-def sqlite_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def sqlite_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(1, auth="trusted", cache_driver="sqlite", data_dir=tmp_path_factory.mktemp("sqlite")) as cluster:
         yield cluster
 
 
 @pytest.fixture(scope="module")
-def disabled_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def disabled_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(1, auth="trusted", cache_enabled=False, data_dir=tmp_path_factory.mktemp("off")) as cluster:
         yield cluster
 
 
 @pytest.fixture(scope="module")
-def noauth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def noauth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(1, auth="noauth", data_dir=tmp_path_factory.mktemp("noauth")) as cluster:
         yield cluster
 
 
 @pytest.fixture
-def noauth(noauth_cluster: Cluster) -> Cluster:
+def noauth(noauth_cluster: ReferenceCluster) -> ReferenceCluster:
     empty_caches(noauth_cluster)
     return noauth_cluster
 

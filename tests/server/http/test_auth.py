@@ -16,7 +16,7 @@ from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .conftest import ADMIN, MEMBER
 
@@ -31,7 +31,7 @@ UNAUTHORIZED_HTML = (
 # -- noauth ------------------------------------------------------------------------------------------
 
 
-def test_noauth_everyone_is_admin_and_headers_are_ignored(noauth: Cluster, http: httpx.Client) -> None:
+def test_noauth_everyone_is_admin_and_headers_are_ignored(noauth: ReferenceCluster, http: httpx.Client) -> None:
     assert http.get(f"{noauth.url}/v2/cache").status_code == 200
     assert http.get(f"{noauth.url}/v2/cache", headers=MEMBER).status_code == 200
     created = http.post(f"{noauth.url}/v2/images", json={"name": "n"}, headers=MEMBER).json()
@@ -41,7 +41,7 @@ def test_noauth_everyone_is_admin_and_headers_are_ignored(noauth: Cluster, http:
 # -- trusted -----------------------------------------------------------------------------------------
 
 
-def test_trusted_without_confirmed_identity_is_401(cluster: Cluster, http: httpx.Client) -> None:
+def test_trusted_without_confirmed_identity_is_401(cluster: ReferenceCluster, http: httpx.Client) -> None:
     for headers in ({}, {"X-Identity-Status": "Invalid", "X-Roles": "admin"}):
         response = http.get(f"{cluster.url}/v2/cache", headers=headers)
         assert response.status_code == 401
@@ -53,7 +53,7 @@ def test_trusted_without_confirmed_identity_is_401(cluster: Cluster, http: httpx
     assert http.get(f"{cluster.url}/versions").status_code == 200
 
 
-def test_trusted_roles_are_lowercased_and_project_optional(cluster: Cluster, http: httpx.Client) -> None:
+def test_trusted_roles_are_lowercased_and_project_optional(cluster: ReferenceCluster, http: httpx.Client) -> None:
     assert http.get(f"{cluster.url}/v2/cache", headers={**ADMIN, "X-Roles": "Admin"}).status_code == 200
     no_project = {"X-Identity-Status": "Confirmed", "X-Roles": "admin"}
     assert http.get(f"{cluster.url}/v2/cache", headers=no_project).status_code == 200
@@ -62,7 +62,7 @@ def test_trusted_roles_are_lowercased_and_project_optional(cluster: Cluster, htt
     assert http.get(f"{cluster.url}/v2/images/{own}", headers=tenant).status_code == 200
 
 
-def test_trusted_system_scope_is_refused(cluster: Cluster, http: httpx.Client) -> None:
+def test_trusted_system_scope_is_refused(cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.get(f"{cluster.url}/v2/cache", headers={**ADMIN, "OpenStack-System-Scope": "all"})
     assert response.status_code == 403
     assert "cache_list" in response.text
@@ -72,12 +72,12 @@ def test_trusted_system_scope_is_refused(cluster: Cluster, http: httpx.Client) -
 
 
 @pytest.fixture(scope="module")
-def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(2, auth="keystone", data_dir=tmp_path_factory.mktemp("keystone")) as cluster:
         yield cluster
 
 
-def _session(cluster: Cluster, user: str, password: str, project: str) -> ks_session.Session:
+def _session(cluster: ReferenceCluster, user: str, password: str, project: str) -> ks_session.Session:
     auth = v3.Password(
         auth_url=cluster.identity_url,
         username=user,
@@ -89,7 +89,7 @@ def _session(cluster: Cluster, user: str, password: str, project: str) -> ks_ses
     return ks_session.Session(auth=auth)
 
 
-def test_keystoneauth_password_session_reaches_the_image_service(keystone: Cluster) -> None:
+def test_keystoneauth_password_session_reaches_the_image_service(keystone: ReferenceCluster) -> None:
     session = _session(keystone, "admin", "admin", "admin")
     before = keystone.tokens_issued
     endpoint = session.get_endpoint(service_type="image", interface="public")
@@ -104,13 +104,13 @@ def test_keystoneauth_password_session_reaches_the_image_service(keystone: Clust
     assert access.expires is not None
 
 
-def test_keystone_token_from_one_node_works_on_every_node(keystone: Cluster, http: httpx.Client) -> None:
+def test_keystone_token_from_one_node_works_on_every_node(keystone: ReferenceCluster, http: httpx.Client) -> None:
     token = _session(keystone, "admin", "admin", "admin").get_token()
     for url in keystone.urls:
         assert http.get(f"{url}/v2/cache", headers={"X-Auth-Token": token}).status_code == 200
 
 
-def test_keystone_member_is_refused_cache_but_owns_images(keystone: Cluster, http: httpx.Client) -> None:
+def test_keystone_member_is_refused_cache_but_owns_images(keystone: ReferenceCluster, http: httpx.Client) -> None:
     session = _session(keystone, "demo", "demo", "demo")
     token = session.get_token()
     headers = {"X-Auth-Token": token}
@@ -119,7 +119,7 @@ def test_keystone_member_is_refused_cache_but_owns_images(keystone: Cluster, htt
     assert created["owner"] == session.get_project_id()
 
 
-def test_keystone_missing_or_bad_token_is_401(keystone: Cluster, http: httpx.Client) -> None:
+def test_keystone_missing_or_bad_token_is_401(keystone: ReferenceCluster, http: httpx.Client) -> None:
     for headers in ({}, {"X-Auth-Token": "not-a-token"}):
         response = http.get(f"{keystone.url}/v2/cache", headers=headers)
         assert response.status_code == 401
@@ -127,14 +127,14 @@ def test_keystone_missing_or_bad_token_is_401(keystone: Cluster, http: httpx.Cli
         assert response.json()["error"]["code"] == 401
 
 
-def test_keystone_wrong_password_or_project_is_refused(keystone: Cluster) -> None:
+def test_keystone_wrong_password_or_project_is_refused(keystone: ReferenceCluster) -> None:
     with pytest.raises(ks_exceptions.Unauthorized):
         _session(keystone, "admin", "wrong", "admin").get_token()
     with pytest.raises(ks_exceptions.Unauthorized):
         _session(keystone, "demo", "demo", "admin").get_token()
 
 
-def test_keystone_token_validation_endpoint(keystone: Cluster, http: httpx.Client) -> None:
+def test_keystone_token_validation_endpoint(keystone: ReferenceCluster, http: httpx.Client) -> None:
     token = _session(keystone, "admin", "admin", "admin").get_token()
     subject = _session(keystone, "demo", "demo", "demo").get_token()
     url = f"{keystone.urls[1]}/identity/v3/auth/tokens"
@@ -150,7 +150,7 @@ def test_keystone_token_validation_endpoint(keystone: Cluster, http: httpx.Clien
     assert http.get(f"{keystone.url}/v2/images", headers={"X-Auth-Token": subject}).status_code == 401
 
 
-def test_keystone_version_discovery(keystone: Cluster, http: httpx.Client) -> None:
+def test_keystone_version_discovery(keystone: ReferenceCluster, http: httpx.Client) -> None:
     root = http.get(f"{keystone.url}/identity")
     assert root.status_code == 300
     assert root.json()["versions"]["values"][0]["links"][0]["href"] == f"{keystone.url}/identity/v3/"
@@ -179,7 +179,7 @@ OPENSTACK = Path(sys.executable).parent / "openstack"
 
 
 @pytest.mark.skipif(not OPENSTACK.exists(), reason="openstack command not installed")
-def test_real_openstack_command_authenticates(keystone: Cluster) -> None:
+def test_real_openstack_command_authenticates(keystone: ReferenceCluster) -> None:
     image_id = keystone.upload_image(b"osc", name="seen-by-osc", visibility="public")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},

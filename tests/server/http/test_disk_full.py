@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from glancecache_client.server import store as store_module
-from glancecache_client.server.digesting import DigestingWriter as _REAL_WRITER
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.engine import store as store_module
+from glancecache_client.server.engine.digesting import DigestingWriter as _REAL_WRITER
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .conftest import wait_cached
 
@@ -70,7 +70,7 @@ class _FillingWriter:
 
 
 @pytest.fixture
-def store_on_small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+def store_on_small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ReferenceCluster]:
     with small_disk(tmp_path / "data" / "images") as mounted:
         if not mounted:
             monkeypatch.setattr(store_module, "DigestingWriter", _FillingWriter)
@@ -89,7 +89,7 @@ def _upload(http: httpx.Client, url: str, image_id: str, data: Any, accept: str 
     return http.put(f"{url}/v2/images/{image_id}/file", content=data, headers=headers)
 
 
-def test_upload_larger_than_free_space_is_413(store_on_small_disk: Cluster, http: httpx.Client) -> None:
+def test_upload_larger_than_free_space_is_413(store_on_small_disk: ReferenceCluster, http: httpx.Client) -> None:
     url = store_on_small_disk.url
     kept = b"k" * 300_000
     kept_id = _new_image(http, url)
@@ -114,7 +114,7 @@ def test_upload_larger_than_free_space_is_413(store_on_small_disk: Cluster, http
     assert http.get(f"{url}/v2/images/{kept_id}").json()["checksum"] == hashlib.md5(kept).hexdigest()
 
 
-def test_chunked_upload_past_free_space_is_413(store_on_small_disk: Cluster, http: httpx.Client) -> None:
+def test_chunked_upload_past_free_space_is_413(store_on_small_disk: ReferenceCluster, http: httpx.Client) -> None:
     url = store_on_small_disk.url
     image_id = _new_image(http, url)
 
@@ -128,7 +128,7 @@ def test_chunked_upload_past_free_space_is_413(store_on_small_disk: Cluster, htt
 
 
 @pytest.fixture
-def cache_on_small_disk(tmp_path: Path) -> Iterator[Cluster]:
+def cache_on_small_disk(tmp_path: Path) -> Iterator[ReferenceCluster]:
     with small_disk(tmp_path / "cache") as mounted:
         if not mounted:
             # (The writer's ENOSPC path is unit-tested in tests/server/engine/test_digesting.py.)
@@ -137,7 +137,7 @@ def cache_on_small_disk(tmp_path: Path) -> Iterator[Cluster]:
             yield cluster
 
 
-def test_cache_fill_out_of_space_fails_cleanly(cache_on_small_disk: Cluster, http: httpx.Client) -> None:
+def test_cache_fill_out_of_space_fails_cleanly(cache_on_small_disk: ReferenceCluster, http: httpx.Client) -> None:
     cluster = cache_on_small_disk
     small = b"s" * 200_000
     small_id = cluster.upload_image(small)

@@ -14,8 +14,8 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from glancecache_client.server.config import ConfigError
-from glancecache_client.server.identity import UsersFileError, load_users_file
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.http.identity import UsersFileError, load_users_file
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from ...keystone import APP_CREDENTIAL_ID, APP_CREDENTIAL_SECRET
 
@@ -49,13 +49,13 @@ SCOPE_REFUSED = {
 
 
 @pytest.fixture(scope="module")
-def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     with run_cluster(2, auth="keystone", data_dir=tmp_path_factory.mktemp("appcred-defaults")) as cluster:
         yield cluster
 
 
 @pytest.fixture(scope="module")
-def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     home = tmp_path_factory.mktemp("appcred-ops")
     users = home / "users.yaml"
     users.write_text(USERS)
@@ -63,7 +63,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield cluster
 
 
-def tokens_url(cluster: Cluster, node: int = 0) -> str:
+def tokens_url(cluster: ReferenceCluster, node: int = 0) -> str:
     return f"{cluster.urls[node]}/identity/v3/auth/tokens"
 
 
@@ -78,7 +78,7 @@ def request(credential: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 def issue(
-    http: httpx.Client, cluster: Cluster, credential: dict[str, Any], node: int = 0
+    http: httpx.Client, cluster: ReferenceCluster, credential: dict[str, Any], node: int = 0
 ) -> tuple[str, dict[str, Any]]:
     response = http.post(tokens_url(cluster, node), json=request(credential))
     assert response.status_code == 201, response.text
@@ -86,14 +86,16 @@ def issue(
     return response.headers["x-subject-token"], token
 
 
-def by_id_for(cluster: Cluster, http: httpx.Client, name: str, secret: str) -> dict[str, Any]:
+def by_id_for(cluster: ReferenceCluster, http: httpx.Client, name: str, secret: str) -> dict[str, Any]:
     """``{"id", "secret"}`` of one of ops' credentials, its id learnt the way a user would (name + user)."""
     named = {"name": name, "secret": secret, "user": {"name": "ops", "domain": {"id": "default"}}}
     credential_id = issue(http, cluster, named)[1]["application_credential"]["id"]
     return by_id(credential_id, secret)
 
 
-def password_token(http: httpx.Client, cluster: Cluster, user: str, password: str, project: str) -> dict[str, Any]:
+def password_token(
+    http: httpx.Client, cluster: ReferenceCluster, user: str, password: str, project: str
+) -> dict[str, Any]:
     body = {
         "auth": {
             "identity": {
@@ -110,7 +112,7 @@ def password_token(http: httpx.Client, cluster: Cluster, user: str, password: st
 
 
 def test_documented_default_credential_by_id_gives_an_admin_token_for_every_node(
-    defaults: Cluster, http: httpx.Client
+    defaults: ReferenceCluster, http: httpx.Client
 ) -> None:
     token_id, token = issue(http, defaults, by_id(APP_CREDENTIAL_ID, APP_CREDENTIAL_SECRET), node=1)
     assert token["methods"] == ["application_credential"]
@@ -124,7 +126,7 @@ def test_documented_default_credential_by_id_gives_an_admin_token_for_every_node
         assert response.status_code == 200, response.text
 
 
-def test_by_name_and_user_name_or_user_id(ops: Cluster, http: httpx.Client) -> None:
+def test_by_name_and_user_name_or_user_id(ops: ReferenceCluster, http: httpx.Client) -> None:
     ops_user_id = password_token(http, ops, "ops", "ops-password", "infra")["user"]["id"]
     by_user_name = {
         "name": "ci-admin",
@@ -147,7 +149,7 @@ def test_by_name_and_user_name_or_user_id(ops: Cluster, http: httpx.Client) -> N
     assert other["application_credential"]["id"] != first["application_credential"]["id"]
 
 
-def test_an_explicit_id_from_the_users_file(ops: Cluster, http: httpx.Client) -> None:
+def test_an_explicit_id_from_the_users_file(ops: ReferenceCluster, http: httpx.Client) -> None:
     token = issue(http, ops, by_id("pinned-credential-1", "pinned-secret"))[1]
     assert token["application_credential"] == {"id": "pinned-credential-1", "name": "pinned", "restricted": True}
     # Given no roles, the credential carries all of the user's roles on its project, as Keystone's does.
@@ -181,7 +183,7 @@ def test_an_explicit_id_from_the_users_file(ops: Cluster, http: httpx.Client) ->
     ],
 )
 def test_wrong_secret_or_unknown_credential_is_keystones_401(
-    defaults: Cluster, http: httpx.Client, credential: dict[str, Any]
+    defaults: ReferenceCluster, http: httpx.Client, credential: dict[str, Any]
 ) -> None:
     response = http.post(tokens_url(defaults), json=request(credential))
     assert response.status_code == 401
@@ -189,7 +191,7 @@ def test_wrong_secret_or_unknown_credential_is_keystones_401(
     assert "x-subject-token" not in response.headers
 
 
-def test_a_malformed_credential_is_400(defaults: Cluster, http: httpx.Client) -> None:
+def test_a_malformed_credential_is_400(defaults: ReferenceCluster, http: httpx.Client) -> None:
     no_id_or_name = http.post(tokens_url(defaults), json=request({"secret": APP_CREDENTIAL_SECRET}))
     assert no_id_or_name.status_code == 400 and no_id_or_name.json()["error"]["code"] == 400
     name_without_user = http.post(tokens_url(defaults), json=request({"name": "admin-appcred", "secret": "x"}))
@@ -204,14 +206,16 @@ def test_a_malformed_credential_is_400(defaults: Cluster, http: httpx.Client) ->
         "unscoped",
     ],
 )
-def test_a_requested_scope_is_refused_as_keystone_does(defaults: Cluster, http: httpx.Client, scope: object) -> None:
+def test_a_requested_scope_is_refused_as_keystone_does(
+    defaults: ReferenceCluster, http: httpx.Client, scope: object
+) -> None:
     credential = by_id(APP_CREDENTIAL_ID, APP_CREDENTIAL_SECRET)
     response = http.post(tokens_url(defaults), json=request(credential, scope=scope))
     assert response.status_code == 401
     assert response.json() == SCOPE_REFUSED
 
 
-def test_keystoneauth_with_a_project_is_refused(defaults: Cluster) -> None:
+def test_keystoneauth_with_a_project_is_refused(defaults: ReferenceCluster) -> None:
     auth = v3.ApplicationCredential(
         auth_url=defaults.identity_url,
         application_credential_id=APP_CREDENTIAL_ID,
@@ -223,7 +227,7 @@ def test_keystoneauth_with_a_project_is_refused(defaults: Cluster) -> None:
         ks_session.Session(auth=auth).get_token()
 
 
-def test_a_member_only_credential_is_refused_the_admin_cache_api(ops: Cluster, http: httpx.Client) -> None:
+def test_a_member_only_credential_is_refused_the_admin_cache_api(ops: ReferenceCluster, http: httpx.Client) -> None:
     member_token, token = issue(http, ops, by_id_for(ops, http, "ci-member", "member-secret"))
     assert [role["name"] for role in token["roles"]] == ["member"]
     admin_token = issue(http, ops, by_id_for(ops, http, "ci-admin", "admin-secret"))[0]
@@ -241,7 +245,9 @@ def test_a_member_only_credential_is_refused_the_admin_cache_api(ops: Cluster, h
     }
 
 
-def test_a_token_from_a_credential_cannot_be_widened_by_the_token_method(ops: Cluster, http: httpx.Client) -> None:
+def test_a_token_from_a_credential_cannot_be_widened_by_the_token_method(
+    ops: ReferenceCluster, http: httpx.Client
+) -> None:
     member_token = issue(http, ops, by_id_for(ops, http, "ci-member", "member-secret"))[0]
     token_method = {"methods": ["token"], "token": {"id": member_token}}
     rescoped = http.post(
@@ -259,7 +265,7 @@ def test_a_token_from_a_credential_cannot_be_widened_by_the_token_method(ops: Cl
     assert cache.status_code == 403
 
 
-def test_validation_shows_the_credential(ops: Cluster, http: httpx.Client) -> None:
+def test_validation_shows_the_credential(ops: ReferenceCluster, http: httpx.Client) -> None:
     subject, issued = issue(http, ops, by_id("pinned-credential-1", "pinned-secret"))
     validated = http.get(tokens_url(ops, 1), headers={"X-Auth-Token": subject, "X-Subject-Token": subject})
     assert validated.status_code == 200

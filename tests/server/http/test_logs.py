@@ -160,3 +160,33 @@ def test_no_token_or_password_in_the_logs(tmp_path: Path, log_format: str) -> No
     cache = [message for _, message in access if message.startswith("GET /v2/cache 200 ")]
     assert len(cache) == 1 and " user=- " not in cache[0] and " project=- " not in cache[0]
     assert [m for _, m in access if m.startswith("GET /v2/images/x\\x0a2026-01-01 forged 404 ")]
+
+
+def test_a_client_gone_mid_upload_is_one_line_and_the_upload_rolls_back(tmp_path: Path) -> None:
+    # Before: "Unhandled error serving PUT ..." with a traceback of the listener's ConnectionResetError.
+    import socket
+    from urllib.parse import urlsplit
+
+    args = ["--auth", "trusted", "--data-dir", str(tmp_path / "d"), "--log-level", "INFO", "--log-format", "json"]
+    with running(tmp_path / "server.log", *args) as server, httpx.Client(timeout=30) as http:
+        url = server.url
+        image_id = http.post(f"{url}/v2/images", json={"container_format": "bare", "disk_format": "raw"},
+                             headers=TRUSTED).json()["id"]  # fmt: skip
+        target = urlsplit(url)
+        headers = "".join(f"{name}: {value}\r\n" for name, value in OCTETS.items())
+        with socket.create_connection((target.hostname, target.port)) as sock:
+            sock.sendall(f"PUT /v2/images/{image_id}/file HTTP/1.1\r\nHost: {target.netloc}\r\n{headers}"
+                         f"Content-Length: 1000000\r\n\r\n".encode() + b"x" * 70_000)  # fmt: skip
+            time.sleep(0.3)  # the app is reading the body
+        deadline = time.monotonic() + 10
+        while not _events(_records((tmp_path / "server.log").read_text()), "client_gone"):
+            assert time.monotonic() < deadline, "no client_gone line"
+            time.sleep(0.05)
+        shown = http.get(f"{url}/v2/images/{image_id}", headers=TRUSTED).json()
+        assert (shown["status"], shown["size"]) == ("queued", None)  # rolled back: it can be uploaded again
+        assert http.put(f"{url}/v2/images/{image_id}/file", content=b"again", headers=OCTETS).status_code == 204
+    records = _records((tmp_path / "server.log").read_text())
+    gone = _events(records, "client_gone")
+    assert len(gone) == 1 and "exception" not in gone[0] and "Traceback" not in gone[0]["message"]
+    assert f"PUT /v2/images/{image_id}/file" in gone[0]["message"]
+    assert [r for r in records if r["level"] == "ERROR" or "Unhandled" in r["message"]] == []

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .conftest import ADMIN, MEMBER, cached_ids, empty_caches
 from .fuzzing import assert_no_tracebacks, fuzz, json_values
@@ -21,14 +21,14 @@ from .test_wire import UNKNOWN, raw_request, split_response
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceCluster]:
     # No cache workers: a PUT leaves the image queued, so the cache's state is under the test's control.
     with run_cluster(1, auth="noauth", cache_workers=0, data_dir=tmp_path_factory.mktemp("bodies")) as cluster:
         yield cluster
 
 
 @pytest.fixture(scope="module")
-def ids(node: Cluster) -> dict[str, str]:
+def ids(node: ReferenceCluster) -> dict[str, str]:
     queued = node.store.create(name="queued").id
     return {"active": node.upload_image(b"a" * 10), "queued": queued, "unknown": UNKNOWN}
 
@@ -44,7 +44,7 @@ def send(url: str, case: Case, ids: dict[str, str], extra: dict[str, str] | None
 
 
 @pytest.mark.parametrize("case", CASES, ids=Case.label)
-def test_unexpected_bodies_answer_as_glance_33(node: Cluster, ids: dict[str, str], case: Case) -> None:
+def test_unexpected_bodies_answer_as_glance_33(node: ReferenceCluster, ids: dict[str, str], case: Case) -> None:
     status, content_type, body = send(node.url, case, ids)
     assert status == case.status, body
     if case.message is not None:
@@ -54,12 +54,12 @@ def test_unexpected_bodies_answer_as_glance_33(node: Cluster, ids: dict[str, str
 
 @pytest.mark.parametrize(("case", "content_type", "expected"), ACCEPT_CASES, ids=lambda v: getattr(v, "label", str)())
 def test_error_page_follows_accept(
-    node: Cluster, ids: dict[str, str], case: Case, content_type: str, expected: bytes
+    node: ReferenceCluster, ids: dict[str, str], case: Case, content_type: str, expected: bytes
 ) -> None:
     assert send(node.url, case, ids) == (case.status, content_type, expected)
 
 
-def test_a_refused_body_changes_nothing(node: Cluster, ids: dict[str, str], http: httpx.Client) -> None:
+def test_a_refused_body_changes_nothing(node: ReferenceCluster, ids: dict[str, str], http: httpx.Client) -> None:
     """The 400 comes before the handler: a malformed clear or prune deletes nothing."""
     empty_caches(node)
     engine = node.nodes[0].engine
@@ -104,7 +104,7 @@ header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max
     target=st.none() | st.sampled_from(["cache", "queue", "", "both"]) | header_text,
 )
 def test_cache_routes_never_500(
-    node: Cluster,
+    node: ReferenceCluster,
     ids: dict[str, str],
     caplog: pytest.LogCaptureFixture,
     method: str,

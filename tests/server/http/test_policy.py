@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from glancecache_client.server.config import ConfigError
-from glancecache_client.server.policy import Credentials, Policy, PolicyError, load_policy_file
+from glancecache_client.server.http.policy import Credentials, Policy, PolicyError, load_policy_file
 from glancecache_client.server.runner import run_cluster
 
 from .conftest import ADMIN, MEMBER

@@ -1,4 +1,4 @@
-"""Cluster runner options (admin listener, legacy-only nodes, sqlite driver), configuration files and
+"""ReferenceCluster runner options (admin listener, legacy-only nodes, sqlite driver), configuration files and
 the ``glancecache-server`` script run as a real subprocess."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from glancecache_client.server.config import ConfigError, build_settings, read_config_file
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .conftest import wait_cached
 
@@ -57,7 +57,7 @@ def test_legacy_only_node(tmp_path: Path, http: httpx.Client) -> None:
         assert [entry["image_id"] for entry in cached] == [image_id]
 
 
-def test_disabled_cache_has_no_legacy_routes(disabled_cluster: Cluster, http: httpx.Client) -> None:
+def test_disabled_cache_has_no_legacy_routes(disabled_cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.get(f"{disabled_cluster.url}/v2/cached_images", headers={"X-Identity-Status": "Confirmed"})
     assert response.status_code == 404 and "The resource could not be found." in response.text
     assert disabled_cluster.nodes[0].engine is None

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from glancecache_client.server.runner import Cluster, run_cluster
+from glancecache_client.server.runner import ReferenceCluster, run_cluster
 
 from .conftest import ADMIN, MEMBER, cached_ids, listing, wait_cached, write_policy
 
@@ -39,33 +39,33 @@ def _five_calls(http: httpx.Client, url: str, image_id: str, headers: dict[str, 
 # -- A. core contract --------------------------------------------------------------------------------
 
 
-def test_s01_member_cannot_list(cluster: Cluster, http: httpx.Client) -> None:
+def test_s01_member_cannot_list(cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.get(f"{cluster.url}/v2/cache", headers=MEMBER)
     assert response.status_code == 403
     assert "You are not authorized to complete cache_list action." in response.text
 
 
-def test_s02_admin_lists_empty_cache(cluster: Cluster, http: httpx.Client) -> None:
+def test_s02_admin_lists_empty_cache(cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.get(f"{cluster.url}/v2/cache", headers=ADMIN)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"cached_images": [], "queued_images": []}
 
 
-def test_s03_queue_unknown_non_uuid_is_404(cluster: Cluster, http: httpx.Client) -> None:
+def test_s03_queue_unknown_non_uuid_is_404(cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.put(f"{cluster.url}/v2/cache/non-existing-image-id", headers=ADMIN)
     assert response.status_code == 404
     assert "Image non-existing-image-id not found." in response.text
 
 
-def test_s04_queue_queued_image_is_400(cluster: Cluster, http: httpx.Client) -> None:
+def test_s04_queue_queued_image_is_400(cluster: ReferenceCluster, http: httpx.Client) -> None:
     queued = cluster.store.create(name="q", disk_format="raw", container_format="bare").id
     response = http.put(f"{cluster.url}/v2/cache/{queued}", headers=ADMIN)
     assert response.status_code == 400
     assert "Only images with status active can be targeted for queueing" in response.text
 
 
-def test_s05_admin_queues_other_projects_private_image(cluster: Cluster, http: httpx.Client) -> None:
+def test_s05_admin_queues_other_projects_private_image(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"m" * 1024, owner="p-member", visibility="private")
     response = http.put(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN)
     assert response.status_code == 202
@@ -73,7 +73,7 @@ def test_s05_admin_queues_other_projects_private_image(cluster: Cluster, http: h
     wait_cached(http, cluster.url, image_id)
 
 
-def test_s06_entry_fields_after_queue(cluster: Cluster, http: httpx.Client) -> None:
+def test_s06_entry_fields_after_queue(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"s" * 1024)
     body = _queue_and_wait(http, cluster.url, image_id)
     assert body["queued_images"] == []
@@ -85,7 +85,7 @@ def test_s06_entry_fields_after_queue(cluster: Cluster, http: httpx.Client) -> N
     assert abs(entry["last_modified"] - time.time()) < 60
 
 
-def test_s07_clear_all(cluster: Cluster, http: httpx.Client) -> None:
+def test_s07_clear_all(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"c" * 100)
     _queue_and_wait(http, cluster.url, image_id)
     cluster.nodes[0].engine.legacy_queue(cluster.upload_image(b"q" * 10))  # type: ignore[union-attr]
@@ -94,12 +94,12 @@ def test_s07_clear_all(cluster: Cluster, http: httpx.Client) -> None:
     assert listing(http, cluster.url) == {"cached_images": [], "queued_images": []}
 
 
-def test_s08_clear_invalid_target_is_400(cluster: Cluster, http: httpx.Client) -> None:
+def test_s08_clear_invalid_target_is_400(cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.delete(f"{cluster.url}/v2/cache", headers={**ADMIN, CLEAR: "invalid"})
     assert response.status_code == 400
 
 
-def test_s09_per_node_state_and_clear(cluster: Cluster, http: httpx.Client) -> None:
+def test_s09_per_node_state_and_clear(cluster: ReferenceCluster, http: httpx.Client) -> None:
     left, right = cluster.urls
     image_id = cluster.upload_image(b"r" * 2048)
     _queue_and_wait(http, left, image_id)
@@ -112,7 +112,7 @@ def test_s09_per_node_state_and_clear(cluster: Cluster, http: httpx.Client) -> N
     assert listing(http, left) == {"cached_images": [], "queued_images": []}
 
 
-def test_s10_caching_on_one_node_does_not_show_on_another(cluster: Cluster, http: httpx.Client) -> None:
+def test_s10_caching_on_one_node_does_not_show_on_another(cluster: ReferenceCluster, http: httpx.Client) -> None:
     left, right = cluster.urls
     image_id = cluster.upload_image(b"x" * 512)
     _queue_and_wait(http, left, image_id)
@@ -120,7 +120,7 @@ def test_s10_caching_on_one_node_does_not_show_on_another(cluster: Cluster, http
     assert image_id not in cached_ids(http, right)
 
 
-def test_s11_client_contract_statuses(cluster: Cluster, http: httpx.Client) -> None:
+def test_s11_client_contract_statuses(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"k" * 64)
     # No microversion header anywhere; one given is ignored.
     headers = {**ADMIN, "OpenStack-API-Version": "image 9.99"}
@@ -135,25 +135,25 @@ def test_s11_client_contract_statuses(cluster: Cluster, http: httpx.Client) -> N
 # -- B. per-entry delete, targeted clear, image deletion ---------------------------------------------
 
 
-def test_s12_delete_cached_entry(cluster: Cluster, http: httpx.Client) -> None:
+def test_s12_delete_cached_entry(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"123456789")
     _queue_and_wait(http, cluster.url, image_id)
     assert http.delete(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN).status_code == 204
     assert listing(http, cluster.url)["cached_images"] == []
 
 
-def test_s13_delete_unknown_entry_is_404(cluster: Cluster, http: httpx.Client) -> None:
+def test_s13_delete_unknown_entry_is_404(cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.delete(f"{cluster.url}/v2/cache/non-existing-image-id", headers=ADMIN)
     assert response.status_code == 404
 
 
-def test_s14_clear_target_both_is_400(cluster: Cluster, http: httpx.Client) -> None:
+def test_s14_clear_target_both_is_400(cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.delete(f"{cluster.url}/v2/cache", headers={**ADMIN, CLEAR: "both"})
     assert response.status_code == 400
     assert "If provided &#x27;x-image-cache-clear-target&#x27; must be" in response.text
 
 
-def test_s15_clear_target_cache(cluster: Cluster, http: httpx.Client) -> None:
+def test_s15_clear_target_cache(cluster: ReferenceCluster, http: httpx.Client) -> None:
     first, second = cluster.upload_image(b"1" * 10), cluster.upload_image(b"2" * 20)
     _queue_and_wait(http, cluster.url, first)
     body = _queue_and_wait(http, cluster.url, second)
@@ -164,7 +164,7 @@ def test_s15_clear_target_cache(cluster: Cluster, http: httpx.Client) -> None:
     assert listing(http, cluster.url) == {"cached_images": [], "queued_images": [queued]}
 
 
-def test_s16_clear_target_queue(cluster: Cluster, http: httpx.Client) -> None:
+def test_s16_clear_target_queue(cluster: ReferenceCluster, http: httpx.Client) -> None:
     cached = cluster.upload_image(b"c" * 10)
     _queue_and_wait(http, cluster.url, cached)
     engine = cluster.nodes[0].engine
@@ -179,7 +179,7 @@ def test_s16_clear_target_queue(cluster: Cluster, http: httpx.Client) -> None:
     assert [entry["image_id"] for entry in body["cached_images"]] == [cached]
 
 
-def test_s17_queue_then_listed(cluster: Cluster, http: httpx.Client) -> None:
+def test_s17_queue_then_listed(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"l" * 300)
     assert http.put(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN).status_code == 202
     deadline = time.monotonic() + 10
@@ -193,7 +193,7 @@ def test_s17_queue_then_listed(cluster: Cluster, http: httpx.Client) -> None:
     assert ids == [image_id]
 
 
-def test_s18_clear_cached_and_queued(cluster: Cluster, http: httpx.Client) -> None:
+def test_s18_clear_cached_and_queued(cluster: ReferenceCluster, http: httpx.Client) -> None:
     _queue_and_wait(http, cluster.url, cluster.upload_image(b"a" * 10))
     cluster.nodes[0].engine.legacy_queue(cluster.upload_image(b"b"))  # type: ignore[union-attr]
     body = listing(http, cluster.url)
@@ -202,7 +202,7 @@ def test_s18_clear_cached_and_queued(cluster: Cluster, http: httpx.Client) -> No
     assert listing(http, cluster.url) == {"cached_images": [], "queued_images": []}
 
 
-def test_s19_deleting_image_purges_cache_synchronously(cluster: Cluster, http: httpx.Client) -> None:
+def test_s19_deleting_image_purges_cache_synchronously(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"d" * 4096)
     _queue_and_wait(http, cluster.url, image_id)
     _queue_and_wait(http, cluster.urls[1], image_id)
@@ -212,7 +212,7 @@ def test_s19_deleting_image_purges_cache_synchronously(cluster: Cluster, http: h
     assert listing(http, cluster.urls[1]) == {"cached_images": [], "queued_images": []}
 
 
-def test_s20_delete_entry_of_deleted_image_still_in_queue(cluster: Cluster, http: httpx.Client) -> None:
+def test_s20_delete_entry_of_deleted_image_still_in_queue(cluster: ReferenceCluster, http: httpx.Client) -> None:
     engine = cluster.nodes[0].engine
     assert engine is not None
     # Queued, with no image in the catalogue. (A deletion is seen by every node and purges the queue, so
@@ -225,13 +225,13 @@ def test_s20_delete_entry_of_deleted_image_still_in_queue(cluster: Cluster, http
     assert http.delete(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN).status_code == 404
 
 
-def test_s21_delete_entry_of_uncached_image_is_204(cluster: Cluster, http: httpx.Client) -> None:
+def test_s21_delete_entry_of_uncached_image_is_204(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"n" * 10)
     assert http.delete(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN).status_code == 204
     assert http.delete(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN).status_code == 204
 
 
-def test_s22_queue_already_cached_image(cluster: Cluster, http: httpx.Client) -> None:
+def test_s22_queue_already_cached_image(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"p" * 100)
     before = _queue_and_wait(http, cluster.url, image_id)
     assert http.put(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN).status_code == 202
@@ -242,7 +242,7 @@ def test_s22_queue_already_cached_image(cluster: Cluster, http: httpx.Client) ->
 
 
 @pytest.mark.parametrize("status", ["saving", "queued", "pending_delete", "deactivated", "importing", "uploading"])
-def test_s23_queue_non_active_is_400(cluster: Cluster, http: httpx.Client, status: str) -> None:
+def test_s23_queue_non_active_is_400(cluster: ReferenceCluster, http: httpx.Client, status: str) -> None:
     image_id = cluster.upload_image(b"s" * 10)
     cluster.store.set_status(image_id, status)
     response = http.put(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN)
@@ -253,7 +253,7 @@ def test_s23_queue_non_active_is_400(cluster: Cluster, http: httpx.Client, statu
 # -- C. authorization and the enabled/disabled matrix ------------------------------------------------
 
 
-def test_s24_cache_disabled_is_404(disabled_cluster: Cluster, http: httpx.Client) -> None:
+def test_s24_cache_disabled_is_404(disabled_cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = disabled_cluster.upload_image(b"a" * 10)
     assert _five_calls(http, disabled_cluster.url, image_id, ADMIN) == [404] * 5
     response = http.get(f"{disabled_cluster.url}/v2/cache", headers=ADMIN)
@@ -268,17 +268,17 @@ def test_s25_disabled_and_policy_denies_is_403(tmp_path: Path, http: httpx.Clien
         assert _five_calls(http, off.url, image_id, {}) == [403] * 5
 
 
-def test_s26_member_gets_403_even_for_target_both(cluster: Cluster, http: httpx.Client) -> None:
+def test_s26_member_gets_403_even_for_target_both(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"a" * 10, owner="p-member", visibility="private")
     assert _five_calls(http, cluster.url, image_id, MEMBER) == [403] * 5
 
 
-def test_s27_clean_and_prune_disabled_are_404(disabled_cluster: Cluster, http: httpx.Client) -> None:
+def test_s27_clean_and_prune_disabled_are_404(disabled_cluster: ReferenceCluster, http: httpx.Client) -> None:
     assert http.post(f"{disabled_cluster.url}/v2/cache/clean", headers=ADMIN).status_code == 404
     assert http.post(f"{disabled_cluster.url}/v2/cache/prune", headers=ADMIN).status_code == 404
 
 
-def test_s28_error_order(cluster: Cluster, disabled_cluster: Cluster, http: httpx.Client) -> None:
+def test_s28_error_order(cluster: ReferenceCluster, disabled_cluster: ReferenceCluster, http: httpx.Client) -> None:
     url = cluster.url
     own = cluster.upload_image(b"o" * 10, owner="p-member", visibility="private")
     others = cluster.upload_image(b"x" * 10, owner="p-admin", visibility="private")
@@ -306,7 +306,7 @@ def test_s28_error_order(cluster: Cluster, disabled_cluster: Cluster, http: http
 # -- D. nodes ----------------------------------------------------------------------------------------
 
 
-def test_s29_nodes_with_sqlite_driver_is_409(sqlite_cluster: Cluster, http: httpx.Client) -> None:
+def test_s29_nodes_with_sqlite_driver_is_409(sqlite_cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = sqlite_cluster.upload_image(b"a" * 10)
     response = http.get(f"{sqlite_cluster.url}/v2/cache/nodes/{image_id}", headers=ADMIN)
     assert response.status_code == 409
@@ -314,7 +314,7 @@ def test_s29_nodes_with_sqlite_driver_is_409(sqlite_cluster: Cluster, http: http
     assert http.get(f"{sqlite_cluster.url}/v2/cache/nodes/{UNKNOWN}", headers=ADMIN).status_code == 409
 
 
-def test_s30_nodes_lists_self_reference_urls(cluster: Cluster, http: httpx.Client) -> None:
+def test_s30_nodes_lists_self_reference_urls(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id, other = cluster.upload_image(b"n" * 10), cluster.upload_image(b"o" * 10)
     nodes_url = f"{cluster.url}/v2/cache/nodes"
     assert http.get(f"{nodes_url}/{image_id}", headers=ADMIN).json() == []
@@ -326,14 +326,14 @@ def test_s30_nodes_lists_self_reference_urls(cluster: Cluster, http: httpx.Clien
     assert http.get(f"{nodes_url}/{other}", headers=ADMIN).json() == []
 
 
-def test_s31_nodes_unknown_and_malformed_are_404(cluster: Cluster, http: httpx.Client) -> None:
+def test_s31_nodes_unknown_and_malformed_are_404(cluster: ReferenceCluster, http: httpx.Client) -> None:
     for image_id in (UNKNOWN, "not-a-valid-uuid"):
         response = http.get(f"{cluster.url}/v2/cache/nodes/{image_id}", headers=ADMIN)
         assert response.status_code == 404
         assert f"Image {image_id} not found." in response.text
 
 
-def test_s32_nodes_policy_by_role(cluster: Cluster, http: httpx.Client) -> None:
+def test_s32_nodes_policy_by_role(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"r" * 10)
     url = f"{cluster.url}/v2/cache/nodes/{image_id}"
     assert http.get(url, headers=ADMIN).status_code == 200
@@ -345,7 +345,7 @@ def test_s32_nodes_policy_by_role(cluster: Cluster, http: httpx.Client) -> None:
 # -- E. clean and prune ------------------------------------------------------------------------------
 
 
-def test_s33_clean_removes_invalid_and_stalled_files(cluster: Cluster, http: httpx.Client) -> None:
+def test_s33_clean_removes_invalid_and_stalled_files(cluster: ReferenceCluster, http: httpx.Client) -> None:
     cache_dir = cluster.nodes[0].cache_dir
     assert cache_dir is not None
     invalid = cache_dir / "invalid" / cluster.upload_image(b"i")
@@ -362,7 +362,7 @@ def test_s33_clean_removes_invalid_and_stalled_files(cluster: Cluster, http: htt
     recent.unlink()
 
 
-def test_s34_clean_refused_removes_nothing(cluster: Cluster, http: httpx.Client) -> None:
+def test_s34_clean_refused_removes_nothing(cluster: ReferenceCluster, http: httpx.Client) -> None:
     cache_dir = cluster.nodes[0].cache_dir
     assert cache_dir is not None
     invalid = cache_dir / "invalid" / cluster.upload_image(b"i")
@@ -374,7 +374,7 @@ def test_s34_clean_refused_removes_nothing(cluster: Cluster, http: httpx.Client)
     invalid.unlink()
 
 
-def test_s35_prune_under_limit(cluster: Cluster, http: httpx.Client) -> None:
+def test_s35_prune_under_limit(cluster: ReferenceCluster, http: httpx.Client) -> None:
     _queue_and_wait(http, cluster.url, cluster.upload_image(b"a" * 100))
     response = http.post(f"{cluster.url}/v2/cache/prune", headers=ADMIN)
     assert response.status_code == 200
@@ -417,13 +417,13 @@ def test_s37_prune_is_lru_and_max_zero_empties(tmp_path: Path, http: httpx.Clien
         assert cached_ids(http, zero.url) == []
 
 
-def test_s38_prune_refused(cluster: Cluster, http: httpx.Client) -> None:
+def test_s38_prune_refused(cluster: ReferenceCluster, http: httpx.Client) -> None:
     response = http.post(f"{cluster.url}/v2/cache/prune", headers=MEMBER)
     assert response.status_code == 403
     assert "You are not authorized to complete cache_prune action." in response.text
 
 
-def test_s39_concurrent_clean_and_prune_all_succeed(cluster: Cluster) -> None:
+def test_s39_concurrent_clean_and_prune_all_succeed(cluster: ReferenceCluster) -> None:
     statuses: list[int] = []
     lock = threading.Lock()
 
@@ -444,7 +444,7 @@ def test_s39_concurrent_clean_and_prune_all_succeed(cluster: Cluster) -> None:
 # -- F. transparent caching and hits -----------------------------------------------------------------
 
 
-def test_s40_full_download_caches(cluster: Cluster, http: httpx.Client) -> None:
+def test_s40_full_download_caches(cluster: ReferenceCluster, http: httpx.Client) -> None:
     data = os.urandom(200_000)
     image_id = cluster.upload_image(data)
     response = http.get(f"{cluster.url}/v2/images/{image_id}/file", headers=ADMIN)
@@ -452,7 +452,7 @@ def test_s40_full_download_caches(cluster: Cluster, http: httpx.Client) -> None:
     wait_cached(http, cluster.url, image_id)
 
 
-def test_s41_range_download_not_cached(cluster: Cluster, http: httpx.Client) -> None:
+def test_s41_range_download_not_cached(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"ABCDEFGHIJ")
     url = f"{cluster.url}/v2/images/{image_id}/file"
     response = http.get(url, headers={**ADMIN, "Range": "bytes=3-5"})
@@ -463,7 +463,7 @@ def test_s41_range_download_not_cached(cluster: Cluster, http: httpx.Client) -> 
     assert cached_ids(http, cluster.url) == []
 
 
-def test_s42_hits_count_full_downloads(cluster: Cluster, http: httpx.Client) -> None:
+def test_s42_hits_count_full_downloads(cluster: ReferenceCluster, http: httpx.Client) -> None:
     data = b"hit" * 1000
     image_id = cluster.upload_image(data)
     body = _queue_and_wait(http, cluster.url, image_id)
@@ -492,7 +492,9 @@ def test_s43_refused_download_does_not_cache(tmp_path: Path, http: httpx.Client)
 # -- G. versions and client behaviour ----------------------------------------------------------------
 
 
-def test_s44_versions_with_and_without_cache(cluster: Cluster, disabled_cluster: Cluster, http: httpx.Client) -> None:
+def test_s44_versions_with_and_without_cache(
+    cluster: ReferenceCluster, disabled_cluster: ReferenceCluster, http: httpx.Client
+) -> None:
     enabled = {v["id"]: v["status"] for v in http.get(f"{cluster.url}/versions").json()["versions"]}
     assert enabled["v2.14"] == "SUPPORTED" and enabled["v2.16"] == "SUPPORTED"
     assert enabled["v2.17"] == "SUPPORTED" and enabled["v2.18"] == "CURRENT"
@@ -523,7 +525,7 @@ def test_s45_glanceclient_refuses_without_v214(tmp_path: Path) -> None:
 
 
 @needs_glanceclient
-def test_s46_glanceclient_wire_format(noauth: Cluster, http: httpx.Client) -> None:
+def test_s46_glanceclient_wire_format(noauth: ReferenceCluster, http: httpx.Client) -> None:
     engine = noauth.nodes[0].engine
     assert engine is not None
     cached = noauth.upload_image(b"c" * 100)
@@ -540,7 +542,7 @@ def test_s46_glanceclient_wire_format(noauth: Cluster, http: httpx.Client) -> No
 
 
 @needs_glanceclient
-def test_s47_glanceclient_shell_output(noauth: Cluster, http: httpx.Client) -> None:
+def test_s47_glanceclient_shell_output(noauth: ReferenceCluster, http: httpx.Client) -> None:
     cached = noauth.upload_image(b"x" * 1048576)
     assert _real_glance(noauth.url, "cache-queue", cached).returncode == 0
     wait_cached(http, noauth.url, cached)
@@ -562,7 +564,7 @@ def test_s47_glanceclient_shell_output(noauth: Cluster, http: httpx.Client) -> N
 # -- H. minor and legacy -----------------------------------------------------------------------------
 
 
-def test_s48_wrong_methods_get_405_with_allow(cluster: Cluster, http: httpx.Client) -> None:
+def test_s48_wrong_methods_get_405_with_allow(cluster: ReferenceCluster, http: httpx.Client) -> None:
     image_id = cluster.upload_image(b"a")
     url = cluster.url
     expectations = [
@@ -585,7 +587,7 @@ def test_s48_wrong_methods_get_405_with_allow(cluster: Cluster, http: httpx.Clie
     assert nodes.status_code == 404 and "Image nodes not found." in nodes.text
 
 
-def test_s49_clear_target_is_case_insensitive(cluster: Cluster, http: httpx.Client) -> None:
+def test_s49_clear_target_is_case_insensitive(cluster: ReferenceCluster, http: httpx.Client) -> None:
     engine = cluster.nodes[0].engine
     assert engine is not None
     cached = cluster.upload_image(b"c" * 10)
@@ -602,7 +604,7 @@ def test_s49_clear_target_is_case_insensitive(cluster: Cluster, http: httpx.Clie
     assert listing(http, cluster.url) == {"cached_images": [], "queued_images": []}
 
 
-def test_s50_legacy_endpoints(cluster: Cluster, http: httpx.Client) -> None:
+def test_s50_legacy_endpoints(cluster: ReferenceCluster, http: httpx.Client) -> None:
     url = cluster.url
     image_id = cluster.upload_image(b"legacy" * 10)
     queued = http.put(f"{url}/v2/queued_images/{image_id}", headers=ADMIN)

@@ -30,7 +30,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from glancecache_client.server import db as schema
+from glancecache_client.server.engine import db as schema
 
 __all__ = ["CENTRALIZED", "SQLITE", "CacheEntry", "CacheRegistry"]
 

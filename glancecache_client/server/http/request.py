@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -18,9 +18,9 @@ from .context import RequestContext
 from .faults import HTTPError
 
 if TYPE_CHECKING:
-    from .engine import CacheEngine
+    from ..engine.engine import CacheEngine
+    from ..engine.store import Image, ImageStore
     from .policy import Policy
-    from .store import Image, ImageStore
 
 UPLOAD_CHUNK = 1024 * 1024
 MAX_JSON_BODY = 1024 * 1024  # image metadata is small; refuse to buffer more than this
@@ -50,14 +50,12 @@ class Node:
         return self.engine is not None
 
 
-class ApiRequest:
-    """One request to the image or cache API, after authentication."""
+class Request:
+    """What every route reads of a request (the image and cache APIs and the identity service alike): headers,
+    the query, the body as a stream, and the URL the client addressed."""
 
-    def __init__(self, environ: dict[str, Any], ctx: RequestContext, node: Node, path: str) -> None:
+    def __init__(self, environ: dict[str, Any]) -> None:
         self.environ = environ
-        self.ctx = ctx
-        self.node = node
-        self.path = path
         self.method: str = environ.get("REQUEST_METHOD", "GET").upper()
 
     def header(self, name: str) -> str | None:
@@ -111,6 +109,15 @@ class ApiRequest:
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
+
+class ApiRequest(Request):
+    """One request to the image or cache API, after authentication; its body is read by Glance's rules."""
+
+    def __init__(self, environ: dict[str, Any], ctx: RequestContext, node: Node, path: str) -> None:
+        super().__init__(environ)
+        self.ctx = ctx
+        self.node = node
+        self.path = path
 
     def read_json(self) -> Any:
         """The body as Glance's JSON deserializer reads it: 400 "Body expected in request." without one,
@@ -171,7 +178,7 @@ class ApiRequest:
         return None
 
 
-def host_url(environ: dict[str, Any]) -> str:
+def host_url(environ: Mapping[str, Any]) -> str:
     """``scheme://host[:port]`` as the client addressed us (Glance builds its hrefs from the Host header)."""
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST")

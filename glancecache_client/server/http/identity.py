@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from ..engine.db import create_tables
 from .context import RequestContext
-from .db import create_tables
-from .faults import Reply
+from .faults import HTTPError, Reply
+from .request import Request, host_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -385,12 +386,12 @@ class IdentityService:
     # -- HTTP ------------------------------------------------------------------------------------------
 
     def public_identity_url(self, environ: Mapping[str, Any]) -> str:
-        return self.identity_endpoint or f"{_host_url(environ)}/identity"
+        return self.identity_endpoint or f"{host_url(environ)}/identity"
 
-    def handle(self, environ: dict[str, Any], path: str) -> Reply:
+    def handle(self, req: Request, path: str) -> Reply:
         """Serve ``path`` (the part after ``/identity``)."""
-        method = environ.get("REQUEST_METHOD", "GET")
-        base = f"{_host_url(environ)}/identity"
+        method = req.method
+        base = f"{req.host_url}/identity"
         try:
             if path in ("", "/") and method in ("GET", "HEAD"):
                 return _json(300, {"versions": {"values": [self._version(base)]}})
@@ -398,11 +399,11 @@ class IdentityService:
                 return _json(200, {"version": self._version(base)})
             if path == "/v3/auth/tokens":
                 if method == "POST":
-                    return self._create_token(environ)
+                    return self._create_token(req)
                 if method in ("GET", "HEAD"):
-                    return self._validate_token(environ, head=method == "HEAD")
+                    return self._validate_token(req, head=method == "HEAD")
                 if method == "DELETE":
-                    return self._revoke_token(environ)
+                    return self._revoke_token(req)
                 raise IdentityError(405, f"The method {method} is not allowed for this resource.")
             raise IdentityError(404, "The resource could not be found.")
         except IdentityError as exc:
@@ -449,8 +450,8 @@ class IdentityService:
             return str(spec["name"])
         raise IdentityError(400, "A domain (name or id) is required when naming a user or project.")
 
-    def _create_token(self, environ: dict[str, Any]) -> Reply:
-        body = _read_json(environ)
+    def _create_token(self, req: Request) -> Reply:
+        body = _read_json(req)
         auth = _object(body.get("auth") if isinstance(body, dict) else None, "auth")
         identity = _object(auth.get("identity"), "auth/identity")
         methods = identity.get("methods")
@@ -553,11 +554,11 @@ class IdentityService:
             raise IdentityError(401, "The request you have made requires authentication.")
         return name
 
-    def _validate_token(self, environ: dict[str, Any], *, head: bool) -> Reply:
-        caller = self.lookup(str(environ.get("HTTP_X_AUTH_TOKEN", "")))
+    def _validate_token(self, req: Request, *, head: bool) -> Reply:
+        caller = self.lookup(req.header("X-Auth-Token") or "")
         if caller is None:
             raise IdentityError(401, "The request you have made requires authentication.")
-        subject_id = str(environ.get("HTTP_X_SUBJECT_TOKEN", ""))
+        subject_id = req.header("X-Subject-Token") or ""
         subject = self.lookup(subject_id)
         if subject is None:
             raise IdentityError(404, f"Could not find token: {subject_id}.")
@@ -566,10 +567,10 @@ class IdentityService:
             reply.body = b""
         return reply
 
-    def _revoke_token(self, environ: dict[str, Any]) -> Reply:
-        if self.lookup(str(environ.get("HTTP_X_AUTH_TOKEN", ""))) is None:
+    def _revoke_token(self, req: Request) -> Reply:
+        if self.lookup(req.header("X-Auth-Token") or "") is None:
             raise IdentityError(401, "The request you have made requires authentication.")
-        subject_id = str(environ.get("HTTP_X_SUBJECT_TOKEN", ""))
+        subject_id = req.header("X-Subject-Token") or ""
         if not self.revoke(subject_id):
             raise IdentityError(404, f"Could not find token: {subject_id}.")
         return Reply(204, [("Content-Length", "0")], b"")
@@ -628,12 +629,6 @@ class IdentityService:
         return catalog
 
 
-def _host_url(environ: Mapping[str, Any]) -> str:
-    scheme = environ.get("wsgi.url_scheme", "http")
-    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT')}"
-    return f"{scheme}://{host}"
-
-
 def _object(value: object, field: str) -> dict[str, Any]:
     """``value`` if it is a JSON object; otherwise Keystone's schema-validation 400."""
     if not isinstance(value, dict):
@@ -646,15 +641,15 @@ def _same_secret(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
 
 
-def _read_json(environ: dict[str, Any]) -> Any:
+def _read_json(req: Request) -> Any:
+    """The body by Keystone's rules: none reads as ``null``, more than 1 MiB is a 413."""
     try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
+        length = req.content_length() or 0
+    except HTTPError:
         length = 0
     if length > 1024 * 1024:
         raise IdentityError(413, "Request body too large.")
-    stream = environ.get("wsgi.input")
-    raw = stream.read(length) if stream is not None and length > 0 else b""
+    raw = b"".join(req.iter_body()) if length > 0 else b""
     try:
         return json.loads(raw or b"null")
     except (ValueError, RecursionError):

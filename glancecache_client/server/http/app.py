@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import Map, Rule
 
+from ..logs import ACCESS_LOGGER, event
 from . import cache_api, image_api, schema_api
 from .context import Authenticator, RequestContext
 from .faults import NOT_FOUND_TEXT, SERVER_ERROR_TEXT, HTTPError, Reply, error_reply
-from .logs import ACCESS_LOGGER, event
-from .request import ApiRequest, Node, host_url
+from .request import ApiRequest, Node, Request, host_url
 from .versions import negotiate, version_list, versions_document
 
 if TYPE_CHECKING:
@@ -156,6 +156,13 @@ class GlanceApp:
         started = time.monotonic()
         try:
             reply = self.respond(environ)
+        except ConnectionError as exc:
+            # The client went away while the request was being read (the listener raises ConnectionResetError
+            # from the body stream). Nobody is left to answer; the handler's own clean-up rolled back what it
+            # had begun (an upload's image is queued again). One line, no traceback: a client leaving is normal.
+            event(log, logging.WARNING, "client_gone", "%s %s: %s", environ.get("REQUEST_METHOD"),
+                  environ.get("PATH_INFO"), exc, node=self.node_name(environ))  # fmt: skip
+            raise
         except Exception:
             log.exception("Unhandled error serving %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             reply = error_reply(500, SERVER_ERROR_TEXT, environ.get("HTTP_ACCEPT"))
@@ -187,7 +194,7 @@ class GlanceApp:
         path: str = environ.get("PATH_INFO", "") or "/"
         accept = environ.get("HTTP_ACCEPT")
         if self.identity is not None and (path == "/identity" or path.startswith("/identity/")):
-            reply = self.identity.handle(environ, path[len("/identity") :])
+            reply = self.identity.handle(Request(environ), path[len("/identity") :])
             reply.headers.append(("x-openstack-request-id", new_request_id()))
             return reply
         if path == "/versions":

@@ -43,7 +43,7 @@ from urllib.parse import unquote_to_bytes
 
 import h11
 
-from .config import ConfigError
+from ..config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from .faults import HTTPError, Reply, empty_reply, json_reply
 from .request import ApiRequest
 
 if TYPE_CHECKING:
-    from .engine import CacheEngine
+    from ..engine.engine import CacheEngine
 
 DISABLED = "Caching via API is not supported at this site."
 BAD_TARGET = "If provided 'x-image-cache-clear-target' must be 'cache', 'queue' or empty string."

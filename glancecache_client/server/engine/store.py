@@ -37,8 +37,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from glancecache_client.server import db as schema
-from glancecache_client.server.digesting import DigestingWriter
+from glancecache_client.server.engine import db as schema
+from glancecache_client.server.engine.digesting import DigestingWriter
 
 __all__ = [
     "CHUNK_SIZE",

@@ -11,17 +11,18 @@ Files are streamed, never read whole into memory.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode
 
+from werkzeug.http import parse_content_range_header, parse_range_header
+
 from .faults import HTTPError, Reply, empty_reply, json_reply
 from .request import ApiRequest
 
 if TYPE_CHECKING:
-    from .store import Image
+    from ..engine.store import Image
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ READ_ONLY = (
     "status", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "created_at",
     "updated_at", "self", "file", "schema", "direct_url", "locations", "owner",
 )  # fmt: skip
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)\s*-\s*(\d+)\s*/\s*(\d+|\*)\s*$")
 
 
 def _when(value: datetime) -> str:
@@ -90,7 +89,7 @@ def _lookup(req: ApiRequest, image_id: str) -> Image:
 
 
 def create_image(req: ApiRequest) -> Reply:
-    from .store import ImageConflict
+    from ..engine.store import ImageConflict
 
     req.node.policy.enforce("add_image", req.ctx.credentials)
     body = req.read_json()
@@ -224,7 +223,7 @@ def list_images(req: ApiRequest) -> Reply:
 
 
 def upload_image(req: ApiRequest, image_id: str) -> Reply:
-    from .store import ImageConflict, ImageNotFound, StorageFull
+    from ..engine.store import ImageConflict, ImageNotFound, StorageFull
 
     image = _lookup(req, image_id)
     req.node.policy.enforce("upload_image", req.ctx.credentials)
@@ -282,30 +281,34 @@ def download_image(req: ApiRequest, image_id: str) -> Reply:
 
 
 def _requested_range(req: ApiRequest, size: int) -> tuple[int, int] | None:
-    """(first, last) byte of a single-range request, or None for a full read; 416 if unsatisfiable."""
+    """(first, last) byte of a single-range request, or None for a full read; 416 if unsatisfiable.
+
+    Parsed by werkzeug; only one range in lower-case ``bytes`` units is served, as before (anything else,
+    several ranges included, is a 416).
+    """
     header = req.header("Range")
     if header is not None:
-        match = _RANGE.match(header)
-        if match is None or (not match.group(1) and not match.group(2)):
+        parsed = parse_range_header(header) if header.lstrip().startswith("bytes") else None
+        if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
             raise _unsatisfiable(size)
-        start_text, end_text = match.group(1), match.group(2)
-        if not start_text:  # a suffix: the last N bytes
-            length = int(end_text)
-            if length == 0:
-                raise _unsatisfiable(size)
-            return max(0, size - length), size - 1
-        start = int(start_text)
-        end = min(int(end_text), size - 1) if end_text else size - 1
+        start, stop = parsed.ranges[0]  # stop is exclusive; a suffix comes as (-length, None)
+        if start < 0:
+            return max(0, size + start), size - 1
+        end = min(stop - 1, size - 1) if stop is not None else size - 1
         if start >= size or start > end:
             raise _unsatisfiable(size)
         return start, end
     content_range = req.header("Content-Range")
     if content_range is not None:
         # Older clients ask for a range with Content-Range on the request; Glance honours it.
-        match = _CONTENT_RANGE.match(content_range)
-        if match is None:
+        # The total the client claims is never held against its range (the image's size is what counts), so
+        # it is only checked for form before werkzeug parses the range with an unknown total.
+        span, _, total = content_range.rpartition("/")
+        well_formed = span.lstrip().startswith("bytes") and (total.strip() == "*" or total.strip().isdigit())
+        asked = parse_content_range_header(f"{span}/*") if well_formed else None
+        if asked is None or asked.units != "bytes" or asked.start is None or asked.stop is None:
             raise _unsatisfiable(size)
-        start, end = int(match.group(1)), int(match.group(2))
+        start, end = asked.start, asked.stop - 1
         if start >= size or start > end:
             raise _unsatisfiable(size)
         return start, min(end, size - 1)
@@ -377,7 +380,7 @@ class _ClosingIterable:
 
 
 def delete_image(req: ApiRequest, image_id: str) -> Reply:
-    from .store import ImageNotFound
+    from ..engine.store import ImageNotFound
 
     image = _lookup(req, image_id)
     req.node.policy.enforce("delete_image", req.ctx.credentials)

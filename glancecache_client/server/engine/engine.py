@@ -9,24 +9,27 @@ Directory layout (as Glance)::
     <cache_dir>/queue/<image_id>       zero-byte "please cache" markers, listed by mtime
     <cache_dir>/.locks/                lock files serialising prune and clean across processes
 
-Public API (used by app.py): ``CacheEngine`` with ``start``, ``close``, ``list_cached``, ``list_queued``,
-``is_cached``, ``is_queued``, ``queue``, ``legacy_queue``, ``delete``, ``delete_queued``,
+Public API (used by the http side and the runner): ``CacheEngine`` with ``start``, ``close``, ``list_cached``,
+``list_queued``, ``is_cached``, ``is_queued``, ``queue``, ``legacy_queue``, ``delete``, ``delete_queued``,
 ``delete_all_cached``, ``delete_all_queued``, ``clean``, ``prune``, ``cached_nodes``, ``open_cached``,
 ``caching_iter``, ``purge_image``, ``sync_deletions``, ``wait_idle`` and ``stats``; the attribute ``driver``.
+A fill (``fill.Fill``) reaches the engine only through ``fill.FillHost``: ``fill_paths``, ``now``, ``state_lock``,
+``cancellation``, ``image_unchanged``, ``take_queue_file``, ``restore_queue_file`` and ``fill_ended``.
 Every event (queued, fill started/finished/failed, deleted, purged, prune, clean, clear, repairs) is logged
 through ``logs.event`` with this node's URL.
 
 Rules, and where we deliberately differ from Glance 33:
 
 - An image is *cached* when its file ``<cache_dir>/<id>`` exists **and** the registry has this node's row.
-- A fill writes to ``incomplete/<id>`` (created with O_EXCL and held under ``flock``), verifies size, MD5
-  (``checksum``) and SHA-512 (``os_hash_value``), fsyncs, renames into place, removes the queue file and
-  only then inserts the row. For a large image the file write and both digests run on helper threads of
-  the fill (``digesting.DigestingWriter``), so a download feeding it is not slowed by them; the file is
-  written with O_DIRECT where the filesystem takes it, which keeps fills from competing with the digests for CPU
-  and from pushing hot pages out of memory (the first hit then reads from disk).
+- A fill (``fill.Fill``) writes to ``incomplete/<id>`` (created with O_EXCL and held under ``flock``), checks
+  the bytes with ``fill.verify`` (size, MD5 ``checksum``, SHA-512 ``os_hash_value``), fsyncs, renames into
+  place, removes the queue file and only then inserts the row. For a large image the file write and both
+  digests run on helper threads of the fill (``digesting.DigestingWriter``), so a download feeding it is not
+  slowed by them; the file is written with O_DIRECT where the filesystem takes it, which keeps fills from
+  competing with the digests for CPU and from pushing hot pages out of memory (the first hit then reads from
+  disk).
   A mismatch, an error or the consumer closing the stream early (GeneratorExit) moves the file to
-  ``invalid/`` and records nothing. An active image without any checksum is not cached (nothing to verify).
+  ``invalid/`` and records nothing. An image without any checksum it can check is not cached.
 - One writer per image per node: an in-process lock per image plus the exclusive ``incomplete/`` file, so
   processes sharing a cache directory are also safe. A download that finds a fill running is passed through.
   (Across processes, a fill starting in the instant between another's rename and row insert can verify and
@@ -49,7 +52,7 @@ Rules, and where we deliberately differ from Glance 33:
   also takes, so a fill racing a deletion elsewhere either sees it or is purged right after.
 - Prune counts only tracked entries (row and file), so files the registry does not know about can never
   make it loop (Glance 33 spins forever on them). Files named like image ids without a row are repaired
-  by ``start()``/``clean()``: adopted if their bytes verify against the image's checksums, otherwise
+  by ``start()``/``clean()``: adopted if their bytes pass ``fill.verify`` (the rule every fill passes), otherwise
   moved to ``invalid/``. Files whose names are not image ids (``cache.db``, an operator's notes) are never
   counted, listed or deleted.
 - Crash repair (``start()`` and ``clean()``): rows whose file is gone are deleted, files without rows are
@@ -66,7 +69,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import queue as queue_module
@@ -77,11 +79,12 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from glancecache_client.server.digesting import COPY_CHUNK, DigestingWriter
-from glancecache_client.server.keyed_locks import KeyedLocks
+from glancecache_client.server.engine.digesting import COPY_CHUNK
+from glancecache_client.server.engine.fill import ENTRY_DELETED, IMAGE_DELETED, Fill, FillPaths, digest_file, verify
+from glancecache_client.server.engine.locks import KeyedLocks
+from glancecache_client.server.engine.registry import CacheRegistry
+from glancecache_client.server.engine.store import Image, ImageStore, is_image_id
 from glancecache_client.server.logs import event
-from glancecache_client.server.registry import CacheRegistry
-from glancecache_client.server.store import Image, ImageStore, is_image_id
 
 __all__ = ["CacheEngine"]
 
@@ -91,151 +94,6 @@ DELETION_GAP_WAIT = 60.0
 """Seconds a missing deletion sequence number is looked for again. Concurrent transactions can commit out of
 order, so number 7 may become visible after 8; a number that never shows up (a rolled-back insert) is given up."""
 MAX_DELETION_GAPS = 10_000
-# A cancelled fill ends in invalid/ when only its cache entry was deleted, and leaves nothing behind when
-# the image itself was deleted.
-_ENTRY_DELETED = "entry deleted"
-_IMAGE_DELETED = "image deleted"
-
-
-class _Fill:
-    """One write of one image into ``incomplete/<id>``; ends committed into the cache or in ``invalid/``.
-
-    The bytes go through a ``DigestingWriter``: for a large image the file write and both digests run on
-    helper threads, so the stream that feeds the fill (a client's download) barely waits for them.
-    """
-
-    def __init__(self, engine: CacheEngine, image: Image, out: BinaryIO, trigger: str) -> None:
-        self.engine = engine
-        self.image = image
-        self.out = out
-        self.started = time.monotonic()
-        self.inode = os.fstat(out.fileno()).st_ino
-        self.digest = DigestingWriter(out, name=f"fill-{image.id[:8]}", direct=True)
-        self.open = True
-        engine._event(logging.INFO, "fill_started", "Started caching image %s (%s)", image.id, trigger,
-                      image_id=image.id, trigger=trigger)  # fmt: skip
-
-    def write(self, chunk: bytes) -> None:
-        """Hand ``chunk`` to the writer; raises (OSError) if an earlier file write failed."""
-        self.digest.write(chunk)
-
-    def _mismatch(self) -> str | None:
-        image, size = self.image, self.digest.size
-        if image.checksum is None and image.os_hash_value is None:
-            return "the image has no checksum to verify against"
-        if image.size is not None and size != image.size:
-            return f"size {size} != expected {image.size}"
-        if image.checksum is not None and self.digest.md5_hex() != image.checksum:
-            return f"md5 {self.digest.md5_hex()} != expected {image.checksum}"
-        if (
-            image.os_hash_value is not None
-            and (image.os_hash_algo or "sha512") == "sha512"
-            and self.digest.sha512_hex() != image.os_hash_value
-        ):
-            return "sha512 does not match os_hash_value"
-        return None
-
-    def _still_ours(self) -> bool:
-        """True while ``incomplete/<id>`` is still the file we are writing (clean() may have removed it)."""
-        try:
-            return self.engine._incomplete_path(self.image.id).stat().st_ino == self.inode
-        except FileNotFoundError:
-            return False
-
-    def finish(self) -> bool:
-        """Verify and commit. Never raises: a failure is logged and the file moved to ``invalid/``."""
-        if not self.open:
-            return False  # already aborted (e.g. a cache write failed mid-stream)
-        image_id = self.image.id
-        try:
-            self.digest.close()  # waits for the helpers; raises a failed write
-            self.out.flush()
-            os.fsync(self.out.fileno())
-            mismatch = self._mismatch()
-            if mismatch is not None:
-                self.abort(f"Checksum verification failed ({mismatch})", level=logging.ERROR)
-                return False
-            engine = self.engine
-            with engine._state_lock(image_id):
-                cancelled = engine._fill_cancelled(image_id)
-                if cancelled is not None:
-                    self.abort(f"{cancelled} during the fill", discard=cancelled == _IMAGE_DELETED)
-                    return False
-                if not engine._image_unchanged(self.image):
-                    # Deleted on another node (any process) during the fill; a purge that comes later
-                    # waits for this state lock and finds the committed entry.
-                    self.abort(f"{_IMAGE_DELETED} during the fill", discard=True)
-                    return False
-                if not self._still_ours():
-                    self._close(committed=False, reason="its incomplete file was removed (cleaned as stalled?)")
-                    return False
-                final = engine._cached_path(image_id)
-                os.replace(engine._incomplete_path(image_id), final)
-                engine._fsync_dir(engine.cache_dir)
-                # The queue file goes before the row comes: a listing (which reads rows, then the queue)
-                # must never show the image cached and queued at once. Put back if the row cannot be added.
-                queued_since = engine._take_queue_file(image_id)
-                try:
-                    # False means a row exists already: another process sharing this cache directory
-                    # committed the same image a moment ago, or a stale row lost its file. Image data
-                    # never changes and both fills were verified, so the existing row stays as it is.
-                    engine.registry.add(
-                        image_id, size=self.digest.size, checksum=self.digest.md5_hex(), now=engine._clock()
-                    )
-                except Exception as exc:
-                    with contextlib.suppress(OSError):
-                        os.replace(final, engine._invalid_path(image_id))
-                    engine._restore_queue_file(image_id, queued_since)
-                    reason = f"could not record it in the registry ({exc!r}); file moved to invalid/"
-                    self._close(committed=False, reason=reason, level=logging.ERROR, exc_info=True)
-                    return False
-                self._close(committed=True)
-            return True
-        except Exception as exc:
-            self.abort(f"an error occurred: {exc!r}", level=logging.ERROR, exc_info=True)
-            return False
-
-    def abort(self, reason: str, *, discard: bool = False, level: int = logging.WARNING,
-              exc_info: bool = False) -> None:  # fmt: skip
-        """Move the partial file to ``invalid/`` (or, with ``discard``, delete it) and release it."""
-        if not self.open:
-            return
-        image_id = self.image.id
-        discard = discard or self.engine._fill_cancelled(image_id) == _IMAGE_DELETED
-        self.digest.cancel()  # the helpers stop touching the file before it moves
-        try:
-            if self._still_ours():
-                incomplete = self.engine._incomplete_path(image_id)
-                if discard:
-                    incomplete.unlink()
-                else:
-                    os.replace(incomplete, self.engine._invalid_path(image_id))
-                    reason += "; partial file moved to invalid/"
-        except OSError:
-            log.exception("Could not move or remove the partial file of image %s", image_id)
-        finally:
-            self._close(committed=False, reason=reason, level=level, exc_info=exc_info)
-
-    def _close(self, *, committed: bool, reason: str = "", level: int = logging.WARNING,
-               exc_info: bool = False) -> None:  # fmt: skip
-        """Release the file (and its flock), count and log the outcome, once."""
-        if self.open:
-            self.open = False
-            self.digest.cancel()  # a no-op after close() or abort(); never leaves a helper behind
-            with contextlib.suppress(OSError):
-                self.out.close()
-            engine, image_id, size = self.engine, self.image.id, self.digest.size
-            seconds = round(time.monotonic() - self.started, 3)
-            engine._count("fills_committed" if committed else "fills_failed")
-            engine._forget_fill(image_id)
-            if committed:
-                engine._event(logging.INFO, "fill_finished", "Cached image %s (%d bytes in %.3f s)",
-                              image_id, size, seconds, image_id=image_id, bytes=size, seconds=seconds)  # fmt: skip
-            else:
-                engine._event(level, "fill_failed", "Caching image %s failed after %d bytes in %.3f s: %s",
-                              image_id, size, seconds, reason, exc_info=exc_info,
-                              image_id=image_id, bytes=size, seconds=seconds, reason=reason)  # fmt: skip
-
 
 class CacheEngine:
     """The image cache of one node. Thread-safe; see the module docstring for the rules."""
@@ -274,7 +132,7 @@ class CacheEngine:
         # an id once nobody uses its lock, so a long-lived node does not keep a lock per image ever seen.
         self._fill_locks = KeyedLocks()
         self._state_locks = KeyedLocks()
-        # Image id -> None, or why it was cancelled (_ENTRY_DELETED, _IMAGE_DELETED), for each fill of this
+        # Image id -> None, or why it was cancelled (ENTRY_DELETED, IMAGE_DELETED), for each fill of this
         # engine that has not ended yet.
         self._running_fills: dict[str, str | None] = {}
         # The deletion log (see sync_deletions): highest sequence number read, and the lower ones not seen
@@ -422,26 +280,26 @@ class CacheEngine:
 
     def delete(self, image_id: str) -> None:
         """Remove the cached file, this node's row and the queue file; cancel a running fill. Idempotent."""
-        if self._delete(image_id, _ENTRY_DELETED):
+        if self._delete(image_id, ENTRY_DELETED):
             self._event(logging.INFO, "deleted", "Deleted image %s from the cache", image_id, image_id=image_id)
 
     def _delete(self, image_id: str, why: str) -> bool:
         """``delete`` without the log line; True if there was anything to delete."""
         if not is_image_id(image_id):
             return False
-        with self._state_lock(image_id):
+        with self.state_lock(image_id):
             found = self._cancel_fill(image_id, why)
             found = self._unlink(self._cached_path(image_id)) or found
             found = self.registry.remove(image_id) or found
             found = self._unlink(self._queue_path(image_id)) or found
-            if why == _IMAGE_DELETED:
+            if why == IMAGE_DELETED:
                 found = self._unlink(self._invalid_path(image_id)) or found
         return found
 
     def purge_image(self, image_id: str, seen: str = "on this node's cluster") -> None:
         """The image was deleted from the catalogue: drop everything this node holds for it, a fill in
         progress included (it leaves nothing behind)."""
-        if self._delete(image_id, _IMAGE_DELETED):
+        if self._delete(image_id, IMAGE_DELETED):
             self._event(logging.INFO, "purged", "Purged deleted image %s from the cache (deletion seen %s)",
                         image_id, seen, image_id=image_id, seen=seen)  # fmt: skip
 
@@ -480,8 +338,8 @@ class CacheEngine:
         image_ids = {entry.image_id for entry in self.registry.entries()}
         image_ids.update(path.name for path in self._files(self.cache_dir) if is_image_id(path.name))
         for image_id in image_ids:
-            with self._state_lock(image_id):
-                self._cancel_fill(image_id, _ENTRY_DELETED)
+            with self.state_lock(image_id):
+                self._cancel_fill(image_id, ENTRY_DELETED)
                 self._unlink(self._cached_path(image_id))
                 self.registry.remove(image_id)
         self._event(logging.INFO, "clear", "Cleared the cache: %d images", len(image_ids), target="cache",
@@ -671,7 +529,7 @@ class CacheEngine:
                     fill.write(chunk)
             except Exception as exc:
                 if self.store.get(image_id) is None:  # deleted meanwhile: nothing to keep or retry
-                    fill.abort(f"{_IMAGE_DELETED} during the fill", discard=True)
+                    fill.abort(f"{IMAGE_DELETED} during the fill", discard=True)
                     self._unlink(self._queue_path(image_id))
                     return
                 fill.abort(f"the store read failed: {exc!r}; it stays queued", level=logging.ERROR)
@@ -684,7 +542,7 @@ class CacheEngine:
 
     # -- fills -----------------------------------------------------------------------------------------
 
-    def _begin_fill(self, image: Image, trigger: str) -> _Fill | None:
+    def _begin_fill(self, image: Image, trigger: str) -> Fill | None:
         """Create ``incomplete/<id>`` exclusively. None if another live writer (process) holds it."""
         image_id = image.id
         path = self._incomplete_path(image_id)
@@ -697,7 +555,7 @@ class CacheEngine:
             self._forget_fill(image_id)
         return fill
 
-    def _create_fill(self, image: Image, path: Path, trigger: str) -> _Fill | None:
+    def _create_fill(self, image: Image, path: Path, trigger: str) -> Fill | None:
         image_id = image.id
         for attempt in range(2):
             try:
@@ -716,7 +574,7 @@ class CacheEngine:
                 out.close()
                 return None
             self._count("fills_started")
-            return _Fill(self, image, out, trigger)
+            return Fill(self, image, out, trigger)
         return None
 
     @staticmethod
@@ -781,14 +639,14 @@ class CacheEngine:
             if image is None or image.checksum not in (None, entry.checksum):  # deleted, or its id reused
                 self.purge_image(entry.image_id, seen="in the image catalogue")
             elif not self._cached_path(entry.image_id).is_file():
-                with self._state_lock(entry.image_id):
+                with self.state_lock(entry.image_id):
                     if not self._cached_path(entry.image_id).is_file():
                         self.registry.remove(entry.image_id)
                         self._event(logging.WARNING, "repaired", "Removed the registry row of image %s: its file "
                                     "is gone", entry.image_id, image_id=entry.image_id)  # fmt: skip
         for path in self._files(self.cache_dir):
             if is_image_id(path.name) and self.registry.get(path.name) is None:
-                with self._state_lock(path.name):
+                with self.state_lock(path.name):
                     if path.is_file() and self.registry.get(path.name) is None:
                         self._adopt_or_invalidate(path)
         for path in self._files(self._queue_dir):
@@ -796,24 +654,13 @@ class CacheEngine:
                 self._unlink(path)
 
     def _adopt_or_invalidate(self, path: Path) -> None:
+        """Adopt a cache file left without a registry row if its bytes ``verify`` as its active image's."""
         image_id = path.name
         image = self.store.get(image_id)
-        if image is not None and image.status == "active" and image.checksum is not None:
-            md5 = hashlib.md5(usedforsecurity=False)
-            sha512 = hashlib.sha512()
-            size = 0
-            with path.open("rb") as data:
-                while chunk := data.read(COPY_CHUNK):
-                    md5.update(chunk)
-                    sha512.update(chunk)
-                    size += len(chunk)
-            verified = (
-                size == image.size
-                and md5.hexdigest() == image.checksum
-                and (image.os_hash_value is None or sha512.hexdigest() == image.os_hash_value)
-            )
-            if verified:
-                self.registry.add(image_id, size=size, checksum=md5.hexdigest(), now=path.stat().st_mtime)
+        if image is not None and image.status == "active":
+            digests = digest_file(path)
+            if verify(image, digests) is None:
+                self.registry.add(image_id, size=digests.size, checksum=digests.md5, now=path.stat().st_mtime)
                 self._event(logging.INFO, "repaired", "Adopted cached file of image %s left without a registry row",
                             image_id, image_id=image_id)  # fmt: skip
                 return
@@ -835,8 +682,8 @@ class CacheEngine:
     def _queue_path(self, image_id: str) -> Path:
         return self._queue_dir / image_id
 
-    def _take_queue_file(self, image_id: str) -> int | None:
-        """Remove the image's queue file; its mtime (ns) if there was one, for ``_restore_queue_file``."""
+    def take_queue_file(self, image_id: str) -> int | None:
+        """Remove the image's queue file; its mtime (ns) if there was one, for ``restore_queue_file``."""
         path = self._queue_path(image_id)
         try:
             queued_since = path.stat().st_mtime_ns
@@ -844,8 +691,8 @@ class CacheEngine:
             return None
         return queued_since if self._unlink(path) else None
 
-    def _restore_queue_file(self, image_id: str, queued_since: int | None) -> None:
-        """Put back a queue file taken by ``_take_queue_file``, at its old place in the queue order."""
+    def restore_queue_file(self, image_id: str, queued_since: int | None) -> None:
+        """Put back a queue file taken by ``take_queue_file``, at its old place in the queue order."""
         if queued_since is None:
             return
         path = self._queue_path(image_id)
@@ -866,7 +713,19 @@ class CacheEngine:
         if deferred and not self.is_cached(image_id) and self.is_queued(image_id):
             self._submit(image_id)
 
-    def _state_lock(self, image_id: str) -> contextlib.AbstractContextManager[None]:
+    # -- what a fill needs (fill.FillHost) -------------------------------------------------------------
+
+    def fill_paths(self, image_id: str) -> FillPaths:
+        return FillPaths(self._incomplete_path(image_id), self._cached_path(image_id), self._invalid_path(image_id))
+
+    def now(self) -> float:
+        return self._clock()
+
+    def fill_ended(self, image_id: str, *, committed: bool) -> None:
+        self._count("fills_committed" if committed else "fills_failed")
+        self._forget_fill(image_id)
+
+    def state_lock(self, image_id: str) -> contextlib.AbstractContextManager[None]:
         return self._state_locks.hold(image_id)
 
     def _cancel_fill(self, image_id: str, why: str) -> bool:
@@ -875,15 +734,15 @@ class CacheEngine:
         with self._guard:
             if image_id not in self._running_fills:
                 return False
-            if self._running_fills[image_id] != _IMAGE_DELETED:  # the stronger cancellation stays
+            if self._running_fills[image_id] != IMAGE_DELETED:  # the stronger cancellation stays
                 self._running_fills[image_id] = why
             return True
 
-    def _fill_cancelled(self, image_id: str) -> str | None:
+    def cancellation(self, image_id: str) -> str | None:
         with self._guard:
             return self._running_fills.get(image_id)
 
-    def _image_unchanged(self, image: Image) -> bool:
+    def image_unchanged(self, image: Image) -> bool:
         """True while the catalogue still has ``image`` with the same data (not deleted, id not reused)."""
         current = self.store.get(image.id)
         return current is not None and current.checksum == image.checksum
@@ -938,11 +797,3 @@ class CacheEngine:
             log.exception("Could not delete %s", path)
             return False
         return True
-
-    @staticmethod
-    def _fsync_dir(directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
