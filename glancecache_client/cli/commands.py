@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["cli"]
 
 EXAMPLE_ID = "3c021162-1e38-461a-a362-e154bf54e241"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
@@ -77,28 +78,34 @@ def cache_list(settings: Settings, nodes: NodeChoice, output: OutputSpec) -> Non
     finish(outcome, cache_table(outcome.values), output)
 
 
+def wait_options(command: F) -> F:
+    """``--timeout`` (the whole wait with --wait, else each request's) and ``--interval``, for commands that wait."""
+    timeout = click.option(
+        "--timeout",
+        "wait_timeout",
+        type=SECONDS,
+        default=None,
+        metavar="SECONDS",
+        help=(
+            "With --wait: give up (exit 1) after this long (default 300); no request runs past it. Without --wait:"
+            " each request's overall timeout, as the global --timeout."
+        ),
+    )
+    interval = click.option(
+        "--interval",
+        type=click.FloatRange(min=0.05),
+        default=1.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --wait: time between checks of each node's cache.",
+    )
+    return timeout(interval(command))
+
+
 @cli.command("cache-queue")
 @click.argument("image_ids", nargs=-1, required=True, metavar="IMAGE_ID...")
 @click.option("--wait", is_flag=True, help="Return only when every image is cached on every node.")
-@click.option(
-    "--timeout",
-    "wait_timeout",
-    type=SECONDS,
-    default=None,
-    metavar="SECONDS",
-    help=(
-        "With --wait: give up (exit 1) after this long (default 300); no request runs past it. Without --wait:"
-        " each request's overall timeout, as the global --timeout."
-    ),
-)
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="With --wait: time between checks of each node's cache.",
-)
+@wait_options
 @node_options
 @click.pass_obj
 def cache_queue(
@@ -301,22 +308,7 @@ def cache_nodes_list(settings: Settings, nodes: NodeChoice, image_id: str, outpu
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--wait", is_flag=True, help="Return only when every node holds the whole set.")
-@click.option(
-    "--timeout",
-    "wait_timeout",
-    type=SECONDS,
-    default=None,
-    metavar="SECONDS",
-    help="With --wait: give up (exit 1) after this long (default 300). Without: each request's overall timeout.",
-)
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="With --wait: time between checks of each node's cache.",
-)
+@wait_options
 @node_options
 @output_options
 @click.pass_obj

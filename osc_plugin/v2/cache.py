@@ -88,6 +88,16 @@ def _add_host_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_wait_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        metavar="<seconds>",
+        type=_positive_seconds,
+        default=300.0,
+        help="With --wait: give up after this many seconds in total (default: 300)",
+    )
+
+
 def _add_image_argument(parser: argparse.ArgumentParser, help_text: str, *, many: bool) -> None:
     parser.add_argument("images", metavar="<image>", nargs="+" if many else 1, help=help_text)
 
@@ -274,13 +284,7 @@ class QueueCache(_CacheCommand):
             action="store_true",
             help="Wait until every queued image is cached on every node (polls the cache listing)",
         )
-        parser.add_argument(
-            "--timeout",
-            metavar="<seconds>",
-            type=_positive_seconds,
-            default=300.0,
-            help="With --wait: give up after this many seconds in total (default: 300)",
-        )
+        _add_wait_timeout(parser)
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
         outcome, _nodes = self._every_node(
@@ -399,13 +403,7 @@ class SyncCache(_CacheLister):
         )
         parser.add_argument("--dry-run", action="store_true", help="Print the plan and change nothing")
         parser.add_argument("--wait", action="store_true", help="Wait until every node holds the whole set")
-        parser.add_argument(
-            "--timeout",
-            metavar="<seconds>",
-            type=_positive_seconds,
-            default=300.0,
-            help="With --wait: give up after this many seconds in total (default: 300)",
-        )
+        _add_wait_timeout(parser)
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         if not parsed_args.images and not parsed_args.tags:
