@@ -21,6 +21,12 @@ Rules (the same in both front ends):
   ``GET /v2/images?name=`` on the first node; ``False`` (glanceclient's) takes ids only. Ids are validated and
   de-duplicated here, once.
 
+- **Sync** settles the desired set (ids, names, each tag's active images, every page) once, on the first node
+  that answers, before any node changes; if it cannot be settled nothing changes, and ``exact`` with an empty set
+  is refused. Removing what a node no longer holds (404) is the state asked for.
+- **Rows for failures.** :class:`Report` is an Outcome with a row for every item, failed ones included (a
+  summary's dead node, a sync step that failed), each carrying its one-line error.
+
 A new command is one function here returning an Outcome, plus one thin adapter in each front end.
 """
 
@@ -322,9 +328,6 @@ class Report(Outcome[T]):
     node and a sync step that failed are rows too, carrying their error."""
 
     items: tuple[T, ...] = ()
-
-
-SYNC_ACTIONS = ("queue", "keep", "delete", "dequeue")
 
 
 def summary(cluster: Cluster) -> Report[NodeSummary]:
