@@ -318,3 +318,18 @@ def test_both_front_ends_change_alike(fresh: Fresh, change: Change, front_end: s
     else:
         assert done.stdout == ""
     assert fresh.state() == dict(zip(fresh.cluster.urls, change.after(fresh), strict=True))
+
+
+@pytest.mark.parametrize("front_end", ["glance", "openstack"])
+def test_summary_human_readable_changes_tables_only(lab: Lab, front_end: str) -> None:
+    urls = lab.cluster.urls
+    if front_end == "openstack":
+        table = openstack(lab.env, "cache", "summary", "--human-readable", *hosts(urls))
+        as_json = openstack(lab.env, "cache", "summary", "--human-readable", *hosts(urls), "-f", "json")
+    else:
+        table = glance(*hosts(urls), "cache-summary", "--human-readable")
+        as_json = glance(*hosts(urls), "cache-summary", "--human-readable", "-f", "json")
+    assert table.returncode == as_json.returncode == 0, table.stderr + as_json.stderr
+    assert "1.6 KiB" in table.stdout and "900 B" in table.stdout and "1600" not in table.stdout
+    assert [row["Cached Bytes" if front_end == "openstack" else "cached_bytes"]
+            for row in json.loads(as_json.stdout)] == [1600, 900]
