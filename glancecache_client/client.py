@@ -216,6 +216,38 @@ class CacheClient:
             )
         return validate_image_id(images[0]["id"])
 
+    def images_tagged(self, tag: str, *, page_size: int | None = None) -> builtins.list[str]:
+        """The ids of every active image carrying ``tag`` (``GET /v2/images?tag=``), following each ``next`` link.
+
+        Glance pages every listing (25 images by default, at most ``api_limit_max``); ``page_size`` asks for
+        another page size (None: the server's default).
+        """
+        params: dict[str, str | int] = {"tag": tag, "status": "active", "visibility": "all"}
+        if page_size is not None:
+            params["limit"] = page_size
+        path = "/v2/images"
+        url: str | None = str(httpx.URL(f"{self._root}{path}", params=params))
+        found: dict[str, None] = {}
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen:  # a node that links back to a page it gave would otherwise loop forever
+                raise self._invalid("GET", path, "the 'next' link repeats a page already read")
+            seen.add(url)
+            body = self._json("GET", url, ok=(200,))
+            images = body.get("images") if isinstance(body, dict) else None
+            following = body.get("next") if isinstance(body, dict) else None
+            if not isinstance(images, list) or not all(
+                isinstance(i, dict) and isinstance(i.get("id"), str) for i in images
+            ):
+                raise self._invalid("GET", path, "expected a JSON object with a list of images")
+            if following is not None and not (isinstance(following, str) and following.startswith(path + "?")):
+                raise self._invalid("GET", path, "the 'next' link is not a /v2/images query")
+            for image in images:
+                if image.get("status") == "active" and tag in (image.get("tags") or ()):
+                    found[validate_image_id(image["id"])] = None
+            url = self._root + following if following and images else None
+        return builtins.list(found)
+
     def clean(self) -> None:
         """Remove invalid and stalled files from this node's cache (``POST /v2/cache/clean``, API 2.18)."""
         self._require(CLEAN_PRUNE_API, "cleaning the cache")

@@ -19,7 +19,9 @@ __all__ = [
     "CachedImage",
     "ClearResult",
     "ClearTarget",
+    "NodeSummary",
     "PruneResult",
+    "SyncStep",
     "epoch_to_datetime",
 ]
 
@@ -192,3 +194,39 @@ def _printable(text: str) -> bool:
 def _short(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSummary:
+    """How one node's cache stands: totals from its listing, or (every count None) the error it gave."""
+
+    node: str
+    cached_images: int | None = None
+    cached_bytes: int | None = None
+    queued_images: int | None = None
+    hits: int | None = None
+    last_accessed: datetime | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, state: CacheState) -> NodeSummary:
+        accessed = [image.last_accessed for image in state.cached if image.last_accessed is not None]
+        return cls(
+            node=state.node,
+            cached_images=len(state.cached),
+            cached_bytes=state.total_size,
+            queued_images=len(state.queued),
+            hits=sum(image.hits for image in state.cached),
+            last_accessed=max(accessed, default=None),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep:
+    """One step of a sync plan on one node: ``action`` is queue, keep, delete or dequeue. ``result`` is None
+    while only planned (a dry run), "ok" once applied, else the one-line error that stopped it."""
+
+    node: str
+    image_id: str
+    action: str
+    result: str | None = None

@@ -21,24 +21,32 @@ Rules (the same in both front ends):
   ``GET /v2/images?name=`` on the first node; ``False`` (glanceclient's) takes ids only. Ids are validated and
   de-duplicated here, once.
 
+- **Sync** settles the desired set (ids, names, each tag's active images, every page) once, on the first node
+  that answers, before any node changes; if it cannot be settled nothing changes, and ``exact`` with an empty set
+  is refused. Removing what a node no longer holds (404) is the state asked for.
+- **Rows for failures.** :class:`Report` is an Outcome with a row for every item, failed ones included (a
+  summary's dead node, a sync step that failed), each carrying its one-line error.
+
 A new command is one function here returning an Outcome, plus one thin adapter in each front end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from . import errors
 from .client import CacheClient
 from .cluster import Cluster, ClusterResult
-from .models import CacheState, ClearResult, ClearTarget, PruneResult
+from .models import CacheState, ClearResult, ClearTarget, NodeSummary, PruneResult, SyncStep
 from .nodes import image_ids, validate_image_id, validate_seconds
 
 __all__ = [
     "Failure",
     "Outcome",
+    "Report",
     "Success",
     "catalog_warning",
     "clean",
@@ -51,6 +59,8 @@ __all__ = [
     "nodes_of",
     "prune",
     "queue",
+    "summary",
+    "sync",
 ]
 
 T = TypeVar("T")
@@ -302,3 +312,182 @@ def delete(
             else:
                 failures.append(Failure("delete", error, node, image_id))
     return Outcome(tuple(done), tuple(failures), ids)
+
+
+# -- desired state and summaries -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report(Outcome[T]):
+    """An Outcome with a row for every item, failed ones included (``items``, in node order): a summary's failed
+    node and a sync step that failed are rows too, carrying their error."""
+
+    items: tuple[T, ...] = ()
+
+
+def summary(cluster: Cluster) -> Report[NodeSummary]:
+    """Each node's totals (cached images and bytes, queued images, hits, last access); a node that fails gets a
+    row with its one-line error, and a Failure."""
+    successes: list[Success[NodeSummary]] = []
+    failures: list[Failure] = []
+    items: list[NodeSummary] = []
+    for node_result in cluster.list():
+        if node_result.error is None and node_result.value is not None:
+            items.append(NodeSummary.of(node_result.value))
+            successes.append(Success(node_result.node, items[-1]))
+        elif node_result.error is not None:
+            failures.append(Failure("summarize the cache", node_result.error, node_result.node))
+            items.append(NodeSummary(node_result.node, error=describe(node_result.error)))
+    return Report(tuple(successes), tuple(failures), items=tuple(items))
+
+
+def sync(
+    cluster: Cluster,
+    images: Sequence[str] = (),
+    *,
+    tags: Sequence[str] = (),
+    exact: bool = False,
+    dry_run: bool = False,
+    resolve_names: bool = False,
+    wait: bool = False,
+    timeout: float = 300.0,
+    interval: float = 1.0,
+    page_size: int | None = None,
+    on_waiting: Callable[[int], None] | None = None,
+    on_cached: Callable[[int], None] | None = None,
+) -> Report[SyncStep]:
+    """Bring every node's cache to a desired set: ``images`` plus every active image carrying any of ``tags``.
+
+    On each node, queue each desired image that is neither cached nor queued (``keep`` the others); with
+    ``exact``, also delete cached images outside the set and dequeue queued ones (removals go first, to make
+    room). ``dry_run`` plans only. The desired set is settled once, before any node changes: names and tags are
+    looked up on the first node that answers, and if that fails nothing changes. ``exact`` with an empty set is
+    refused (InvalidInput), so a tag that matches nothing never empties every cache. ``wait`` then waits, as
+    :func:`queue` does, until every node holds the whole set (``on_waiting(n)`` says how many (node, image)
+    pairs it waits for, ``on_cached(n)`` as they arrive).
+    """
+    desired, failures = _desired_set(cluster, images, tags, resolve_names, page_size)
+    if failures:
+        return Report(failures=failures)
+    if exact and not desired:
+        why = " (no active image carries " + ", ".join(tags) + ")" if tags else ""
+        refusal = errors.InvalidInput(
+            f"refusing --exact with an empty desired set{why}: it would empty every node's cache;"
+            " use cache-clear to empty caches on purpose"
+        )
+        return Report(failures=(Failure("sync", refusal),))
+    if wait and not dry_run:
+        timeout = validate_seconds(timeout)
+        interval = validate_seconds(interval, "interval")
+        checks = cluster.run(lambda client: client.check_can_wait())
+        if not checks.ok:
+            return Report(failures=_from_cluster(checks, "sync (nothing changed)").failures, images=desired)
+
+    def on_node(client: CacheClient) -> list[tuple[SyncStep, errors.GlanceCacheError | None]]:
+        state = client.list()
+        plan = _plan(state, desired, exact)
+        if dry_run:
+            return [(step, None) for step in plan]
+        done: list[tuple[SyncStep, errors.GlanceCacheError | None]] = []
+        for step in plan:
+            try:
+                if step.action == "queue":
+                    client.queue(step.image_id)
+                elif step.action != "keep":
+                    _remove(client, step.image_id)
+                done.append((step, None))
+            except errors.GlanceCacheError as exc:
+                done.append((step, exc))
+        return done
+
+    steps: dict[tuple[str, str], tuple[SyncStep, errors.GlanceCacheError | None]] = {}
+    node_failures: list[Failure] = []
+    for node_result in cluster.run(on_node):
+        if node_result.error is not None:
+            node_failures.append(Failure("list the cache", node_result.error, node_result.node))
+        for step, error in node_result.value or ():
+            steps[(step.node, step.image_id)] = (step, error)
+    if wait and not dry_run:
+        pairs = [key for key, (step, error) in steps.items() if error is None and step.action in ("queue", "keep")]
+        if on_waiting is not None:
+            on_waiting(len(pairs))
+        missed = cluster.wait_until_cached(pairs, timeout=timeout, interval=interval, on_cached=on_cached)
+        for key, error in missed.items():
+            steps[key] = (steps[key][0], error)
+    else:
+        missed = {}
+    return _sync_report(steps.values(), node_failures, desired, set(missed), applied=not dry_run)
+
+
+def _desired_set(
+    cluster: Cluster, images: Sequence[str], tags: Sequence[str], resolve_names: bool, page_size: int | None
+) -> tuple[tuple[str, ...], tuple[Failure, ...]]:
+    """The given ids (names resolved) plus each tag's active images, looked up once on the first node that
+    answers; any failure is returned (then the set is unknown and nothing may change)."""
+    given, unresolved = _resolve(cluster, images, resolve_names, "sync")
+    if unresolved or not tags:
+        return given, unresolved
+    tagged: list[str] = []
+    passed_over: list[Failure] = []
+    for node, client in cluster.clients.items():
+        try:
+            for tag in dict.fromkeys(tags):
+                tagged.extend(client.images_tagged(tag, page_size=page_size))
+            return tuple(dict.fromkeys([*given, *tagged])), ()
+        except (errors.TransportError, errors.ServerError, errors.UnsupportedFeature) as exc:
+            passed_over.append(Failure("look up tagged images", exc, node))  # another node may answer
+            tagged.clear()
+        except errors.GlanceCacheError as exc:
+            return (), (Failure("look up tagged images", exc, node),)
+    return (), tuple(passed_over)
+
+
+def _plan(state: CacheState, desired: Sequence[str], exact: bool) -> list[SyncStep]:
+    """Removals first (they make room), then each desired image: keep what is cached or queued, queue the rest."""
+    cached = {image.image_id for image in state.cached}
+    queued = set(state.queued)
+    wanted = set(desired)
+    plan: list[SyncStep] = []
+    if exact:
+        plan += [
+            SyncStep(state.node, image_id, "delete")
+            for image_id in dict.fromkeys(image.image_id for image in state.cached)
+            if image_id not in wanted
+        ]
+        plan += [
+            SyncStep(state.node, image_id, "dequeue")
+            for image_id in dict.fromkeys(state.queued)
+            if image_id not in wanted and image_id not in cached
+        ]
+    for image_id in desired:
+        plan.append(SyncStep(state.node, image_id, "keep" if image_id in cached | queued else "queue"))
+    return plan
+
+
+def _remove(client: CacheClient, image_id: str) -> None:
+    """DELETE /v2/cache/{id} (removes a cached file and a queued entry alike); a 404 means it already went."""
+    with contextlib.suppress(errors.NotFound):
+        client.delete(image_id)
+
+
+def _sync_report(
+    steps: Iterable[tuple[SyncStep, errors.GlanceCacheError | None]],
+    node_failures: Sequence[Failure],
+    desired: tuple[str, ...],
+    not_cached: set[tuple[str, str]],
+    *,
+    applied: bool,
+) -> Report[SyncStep]:
+    successes: list[Success[SyncStep]] = []
+    failures = list(node_failures)
+    items: list[SyncStep] = []
+    for step, error in steps:
+        result = None if not applied else "ok" if error is None else describe(error)
+        item = SyncStep(step.node, step.image_id, step.action, result)
+        items.append(item)
+        if error is None:
+            successes.append(Success(step.node, item, step.image_id))
+        else:
+            action = "cache" if (step.node, step.image_id) in not_cached else step.action
+            failures.append(Failure(action, error, step.node, step.image_id))
+    return Report(tuple(successes), tuple(failures), desired, items=tuple(items))

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .models import CacheState, ClearResult, PruneResult
+from .models import CacheState, ClearResult, NodeSummary, PruneResult, SyncStep
 
 __all__ = [
     "CACHE_COLUMNS",
@@ -23,9 +23,12 @@ __all__ = [
     "Value",
     "cache_table",
     "clear_table",
+    "human_size",
     "iso_utc",
     "nodes_table",
     "prune_table",
+    "summary_table",
+    "sync_table",
 ]
 
 Value = str | int | None
@@ -47,6 +50,12 @@ HEADERS = {
     "cached_removed": "Cached Removed",
     "queued_removed": "Queued Removed",
     "node_url": "Node URL",
+    "action": "Action",
+    "result": "Result",
+    "cached_images": "Cached Images",
+    "cached_bytes": "Cached Bytes",
+    "queued_images": "Queued Images",
+    "error": "Error",
 }
 
 
@@ -137,3 +146,47 @@ def nodes_table(image_id: str, node_urls: Iterable[str]) -> Table:
     """Where one image is cached, from the centralized registry: one row per node holding it (the rows are
     already per node, so this table has ``node_url`` and no separate ``node`` column)."""
     return Table(("image_id", "node_url"), [(image_id, url) for url in dict.fromkeys(node_urls)])
+
+
+SYNC_COLUMNS = ("node", "image_id", "action")
+SUMMARY_COLUMNS = ("node", "cached_images", "cached_bytes", "queued_images", "hits", "last_accessed", "error")
+
+
+def sync_table(steps: Iterable[SyncStep], *, applied: bool) -> Table:
+    """One row per (node, image) step of a sync plan; a ``result`` column only once the plan was applied."""
+    if not applied:
+        return Table(SYNC_COLUMNS, [(step.node, step.image_id, step.action) for step in steps])
+    rows: list[tuple[Value, ...]] = [(step.node, step.image_id, step.action, step.result) for step in steps]
+    return Table((*SYNC_COLUMNS, "result"), rows)
+
+
+def summary_table(summaries: Iterable[NodeSummary], *, human_readable: bool = False) -> Table:
+    """One row per node, failed ones included (counts None, ``error`` set). ``human_readable`` (tables only:
+    machine formats keep integers) shows the bytes in KiB/MiB/GiB."""
+    rows: list[tuple[Value, ...]] = [
+        (
+            summary.node,
+            summary.cached_images,
+            human_size(summary.cached_bytes) if human_readable else summary.cached_bytes,
+            summary.queued_images,
+            summary.hits,
+            iso_utc(summary.last_accessed),
+            summary.error,
+        )
+        for summary in summaries
+    ]
+    return Table(SUMMARY_COLUMNS, rows)
+
+
+def human_size(size: int | None) -> str | None:
+    """``1536`` -> ``1.5 KiB`` (binary units, one decimal; bytes below 1 KiB as ``700 B``); None stays None."""
+    if size is None:
+        return None
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"

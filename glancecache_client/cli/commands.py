@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["cli"]
 
 EXAMPLE_ID = "3c021162-1e38-461a-a362-e154bf54e241"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
@@ -81,28 +82,34 @@ def cache_list(settings: Settings, nodes: NodeChoice, output: OutputSpec) -> Non
     finish(outcome, cache_table(outcome.values), output)
 
 
+def wait_options(command: F) -> F:
+    """``--timeout`` (the whole wait with --wait, else each request's) and ``--interval``, for commands that wait."""
+    timeout = click.option(
+        "--timeout",
+        "wait_timeout",
+        type=SECONDS,
+        default=None,
+        metavar="SECONDS",
+        help=(
+            "With --wait: give up (exit 1) after this long (default 300); no request runs past it. Without --wait:"
+            " each request's overall timeout, as the global --timeout."
+        ),
+    )
+    interval = click.option(
+        "--interval",
+        type=click.FloatRange(min=0.05),
+        default=1.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --wait: time between checks of each node's cache.",
+    )
+    return timeout(interval(command))
+
+
 @cli.command("cache-queue")
 @click.argument("image_ids", nargs=-1, required=True, metavar="IMAGE_ID...")
 @click.option("--wait", is_flag=True, help="Return only when every image is cached on every node.")
-@click.option(
-    "--timeout",
-    "wait_timeout",
-    type=SECONDS,
-    default=None,
-    metavar="SECONDS",
-    help=(
-        "With --wait: give up (exit 1) after this long (default 300); no request runs past it. Without --wait:"
-        " each request's overall timeout, as the global --timeout."
-    ),
-)
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="With --wait: time between checks of each node's cache.",
-)
+@wait_options
 @node_options
 @click.pass_obj
 def cache_queue(
@@ -294,6 +301,128 @@ def cache_nodes_list(settings: Settings, nodes: NodeChoice, image_id: str, outpu
         outcome = core.nodes_of(cluster, image_id)
     urls = [url for urls in outcome.values for url in urls]
     finish(outcome, nodes_table(outcome.images[0] if outcome.images else image_id, urls), output)
+
+
+@cli.command("cache-sync")
+@click.argument("image_ids", nargs=-1, metavar="[IMAGE_ID... | -]")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Also every active image carrying TAG (repeatable).")
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Also delete cached images and dequeue queued ones outside the set (refused when the set is empty).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--wait", is_flag=True, help="Return only when every node holds the whole set.")
+@wait_options
+@node_options
+@output_options
+@click.pass_obj
+def cache_sync(
+    settings: Settings,
+    *,
+    nodes: NodeChoice,
+    output: OutputSpec,
+    image_ids: tuple[str, ...],
+    tags: tuple[str, ...],
+    exact: bool,
+    dry_run: bool,
+    wait: bool,
+    wait_timeout: float | None,
+    interval: float,
+) -> None:
+    """Bring each node's cache to a desired set of images: the IMAGE_IDs plus every active image with a --tag.
+
+    On each node, images of the set that are neither cached nor queued are queued (action queue; keep for the
+    others); with --exact, cached images outside the set are deleted and queued ones dequeued. Tags are looked
+    up once, on the first node that answers. Columns: node, image_id, action (queue, keep, delete, dequeue),
+    and, unless --dry-run, result (ok, or the one-line error). Exit 0 when every step succeeded (with --wait:
+    every node holds the set), 6 when some failed. --exact with an empty set is refused (exit 2).
+
+    \b
+    Examples:
+      glance --all-nodes cache-sync --tag golden --dry-run
+      glance --all-nodes cache-sync --tag golden --exact --wait --timeout 1800
+      openstack image list -f value -c ID --tag golden | glance --all-nodes cache-sync -
+    """
+    from glancecache_client.views import sync_table
+
+    ids = read_image_ids(image_ids)
+    if not image_ids and not tags:
+        raise CliError("nothing to sync: give IMAGE_IDs, - to read them from stdin, or --tag TAG", exitcodes.USAGE)
+    if wait_timeout is not None and not wait:
+        settings.timeout = wait_timeout
+    with connected(settings, nodes) as cluster, waiting_progress(wait and not dry_run) as bar:
+        from glancecache_client import operations as core  # the library loads once the options are good
+
+        outcome = core.sync(
+            cluster,
+            ids,
+            tags=tags,
+            exact=exact,
+            dry_run=dry_run,
+            wait=wait,
+            timeout=wait_timeout or 300.0,
+            interval=interval,
+            on_waiting=bar.start,
+            on_cached=bar.advance,
+        )
+    if outcome.ok and not outcome.items:
+        click.echo("the desired set is empty: nothing to sync", err=True)
+    finish(outcome, sync_table(outcome.items, applied=not dry_run), output, failed_rows=True)
+
+
+class WaitingProgress:
+    """cache-queue's progress bar for a wait whose length is known only once the plan is made."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted and sys.stderr.isatty()
+        self.bar: Any = None
+
+    def start(self, total: int) -> None:
+        if self.wanted and total:
+            self.bar = click.progressbar(length=total, label="caching", file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+
+    def advance(self, count: int) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+
+
+@contextmanager
+def waiting_progress(wanted: bool) -> Iterator[WaitingProgress]:
+    shown = WaitingProgress(wanted)
+    try:
+        yield shown
+    finally:
+        if shown.bar is not None:
+            shown.bar.__exit__(None, None, None)
+
+
+@cli.command("cache-summary")
+@click.option("--human-readable", is_flag=True, help="In tables, show cached_bytes in KiB/MiB/GiB.")
+@node_options
+@output_options
+@click.pass_obj
+def cache_summary(settings: Settings, nodes: NodeChoice, output: OutputSpec, human_readable: bool) -> None:
+    """Print how each node's cache stands: one row per node, a failing node's included.
+
+    Columns: node, cached_images, cached_bytes (their total size), queued_images, hits (total), last_accessed
+    (the most recent, ISO-8601 UTC; empty if never), error (empty when the node answered, else its one-line
+    error; then the counts are empty). Exit 6 when some nodes failed, the failure's status when all did.
+
+    \b
+    Examples:
+      glance --all-nodes cache-summary --human-readable
+      glance --all-nodes cache-summary -f json
+    """
+    from glancecache_client.views import summary_table
+
+    with connected(settings, nodes) as cluster:
+        from glancecache_client import operations as core  # the library loads once the options are good
+
+        outcome = core.summary(cluster)
+    table = summary_table(outcome.items, human_readable=human_readable and output.fmt == "table")
+    finish(outcome, table, output, failed_rows=True)
 
 
 @cli.command("help", hidden=True)

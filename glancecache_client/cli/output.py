@@ -165,12 +165,15 @@ def _align(table: Table, index: int) -> str:
 # -- failures ---------------------------------------------------------------------------------------------
 
 
-def finish(outcome: Outcome[Any], table: Table | None = None, output: OutputSpec | None = None) -> None:
+def finish(
+    outcome: Outcome[Any], table: Table | None = None, output: OutputSpec | None = None, *, failed_rows: bool = False
+) -> None:
     """Print each failure (one line, with its hint), the rows (unless nothing succeeded: then the errors are the
-    whole answer), a count when several outcomes were mixed, and exit with the run's status."""
+    whole answer; with ``failed_rows`` rows that carry their own error are printed anyway), a count when several
+    outcomes were mixed, and exit with the run's status."""
     for failure in outcome.failures:
         click.echo(f"Error: {failure.line}", err=True)
-    if table is not None and output is not None and outcome.successes:
+    if table is not None and output is not None and (outcome.successes or (failed_rows and table.rows)):
         emit(table, output)
     total = len(outcome.successes) + len(outcome.failures)
     if outcome.failures and total > 1:

@@ -28,7 +28,16 @@ from osc_lib import exceptions
 from glancecache_client import errors
 from glancecache_client import operations as core
 from glancecache_client.models import ClearTarget
-from glancecache_client.views import HEADERS, Table, cache_table, clear_table, nodes_table, prune_table
+from glancecache_client.views import (
+    HEADERS,
+    Table,
+    cache_table,
+    clear_table,
+    nodes_table,
+    prune_table,
+    summary_table,
+    sync_table,
+)
 
 if TYPE_CHECKING:
     from glancecache_client import Cluster
@@ -43,18 +52,26 @@ __all__ = [
     "ListCacheNodes",
     "PruneCache",
     "QueueCache",
+    "SummarizeCache",
+    "SyncCache",
 ]
 
 T = TypeVar("T")
 
 # The `glance` CLI's exit status for a refused login or permission, so scripts branch alike on both commands.
 AUTH_REFUSED = 3
+# ... and for a command line refused before anything changed (cache sync --exact with an empty set).
+USAGE_REFUSED = 2
 # How OSC's `openstack cached image list` shows a value the node did not give.
 ABSENT = "N/A"
 
 
 class _Refused(Exception):
     """Nothing succeeded and every failure was a 401/403 (already reported): exit AUTH_REFUSED."""
+
+
+class _UsageRefused(Exception):
+    """Nothing was done because the input was refused (already reported): exit USAGE_REFUSED."""
 
 
 def _add_host_option(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +85,16 @@ def _add_host_option(parser: argparse.ArgumentParser) -> None:
             "Glance API node to act on: host, host:port or URL (repeat for several nodes). "
             "Default: the image endpoint from image_endpoint_override or the service catalog"
         ),
+    )
+
+
+def _add_wait_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        metavar="<seconds>",
+        type=_positive_seconds,
+        default=300.0,
+        help="With --wait: give up after this many seconds in total (default: 300)",
     )
 
 
@@ -90,6 +117,11 @@ class _CacheCommandMixin:
     # What a failure count counts: "image" for per-image commands, "node" for whole-node ones.
     counted = "node"
     verb = ""
+    # Whether rows that carry their own error (a summary's failed node) are printed even when nothing succeeded.
+    failed_rows = False
+    _refused_rows = False
+    # Whether input the core refused before changing anything exits USAGE_REFUSED, as `glance` does.
+    usage_refusals = False
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = super().get_parser(prog_name)  # type: ignore[misc]
@@ -140,17 +172,22 @@ class _CacheCommandMixin:
         if not outcome.failures:
             return None
         if outcome.refused_only:
-            raise _Refused
+            if not self.failed_rows:
+                raise _Refused
+            self._refused_rows = True  # print the rows, then exit AUTH_REFUSED
+        invalid = all(isinstance(failure.error, errors.InvalidInput) for failure in outcome.failures)
+        if self.usage_refusals and not outcome.successes and invalid:
+            raise _UsageRefused
         if self.counted == "image":
             # A failure about no image in particular (a node that cannot wait) fails every image.
             whole = any(failure.image is None for failure in outcome.failures)
             failed = total if whole else len(outcome.failed_images)
         else:
-            failed = len(outcome.failures)
+            failed = len({failure.node for failure in outcome.failures})
         plural = "s" if total != 1 or self.counted == "image" else ""  # "Failed to queue 1 of 1 images", as before
         on = "" if self.counted == "image" else " on"
         message = f"Failed to {self.verb}{on} {failed} of {total} {self.counted}{plural}"
-        if not outcome.successes:
+        if not outcome.successes and not self.failed_rows:
             raise exceptions.CommandError(message)  # before cliff prints an empty table (or "[]" to a pipeline)
         return message
 
@@ -170,6 +207,11 @@ class _CacheLister(_CacheCommandMixin, lister.Lister):
         try:
             status = super().run(parsed_args)
         except _Refused:
+            return AUTH_REFUSED
+        except _UsageRefused:
+            return USAGE_REFUSED
+        if self._refused_rows:
+            self._stderr(self._failure or "")
             return AUTH_REFUSED
         if self._failure:
             raise exceptions.CommandError(self._failure)
@@ -207,6 +249,8 @@ class _CacheCommand(_CacheCommandMixin, command.Command):
             return int(super().run(parsed_args))
         except _Refused:
             return AUTH_REFUSED
+        except _UsageRefused:
+            return USAGE_REFUSED
 
     def _finish(self, outcome: Outcome[Any], total: int) -> None:
         message = self._conclude(outcome, total)
@@ -240,13 +284,7 @@ class QueueCache(_CacheCommand):
             action="store_true",
             help="Wait until every queued image is cached on every node (polls the cache listing)",
         )
-        parser.add_argument(
-            "--timeout",
-            metavar="<seconds>",
-            type=_positive_seconds,
-            default=300.0,
-            help="With --wait: give up after this many seconds in total (default: 300)",
-        )
+        _add_wait_timeout(parser)
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
         outcome, _nodes = self._every_node(
@@ -339,6 +377,76 @@ class ListCacheNodes(_CacheLister):
         urls: Sequence[str] = [url for urls in outcome.values for url in urls]
         image_id = outcome.images[0] if outcome.images else image
         return self._rows(parsed_args, outcome, 1, nodes_table(image_id, urls))
+
+
+class SyncCache(_CacheLister):
+    """Bring the cache of Glance API nodes to a desired set of images: the given ones plus those with a --tag"""
+
+    verb = "sync"
+    failed_rows = True  # a failed step is a row with its error
+    usage_refusals = True  # --exact with an empty set exits 2, as in `glance`
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("images", metavar="<image>", nargs="*", help="Image(s) of the set (ID or unique name)")
+        parser.add_argument(
+            "--tag",
+            metavar="<tag>",
+            action="append",
+            dest="tags",
+            default=[],
+            help="Also every active image carrying this tag (repeat for several: any of them)",
+        )
+        parser.add_argument(
+            "--exact",
+            action="store_true",
+            help="Also delete cached images and dequeue queued ones outside the set (refused if the set is empty)",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Print the plan and change nothing")
+        parser.add_argument("--wait", action="store_true", help="Wait until every node holds the whole set")
+        _add_wait_timeout(parser)
+
+    def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        if not parsed_args.images and not parsed_args.tags:
+            raise exceptions.CommandError("nothing to sync: give images or --tag <tag>")
+        outcome, total = self._every_node(
+            parsed_args,
+            lambda cluster: core.sync(
+                cluster,
+                parsed_args.images,
+                tags=parsed_args.tags,
+                exact=parsed_args.exact,
+                dry_run=parsed_args.dry_run,
+                resolve_names=True,
+                wait=parsed_args.wait,
+                timeout=parsed_args.timeout,
+                interval=_poll_interval(parsed_args.timeout),
+            ),
+        )
+        if outcome.ok and not outcome.items:
+            self._stderr("the desired set is empty: nothing to sync")
+        table = sync_table(outcome.items, applied=not parsed_args.dry_run)
+        if not table.rows:
+            self.failed_rows = False  # nothing was planned: the failures are the whole answer
+        return self._rows(parsed_args, outcome, total, table)
+
+
+class SummarizeCache(_CacheLister):
+    """Show how the cache of each Glance API node stands: one row per node, a failing node's included"""
+
+    verb = "summarize the cache"
+    failed_rows = True  # a failed node is a row with its error
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--human-readable",
+            action="store_true",
+            help="In tables, show Cached Bytes in KiB/MiB/GiB (other formats keep integers)",
+        )
+
+    def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        outcome, total = self._every_node(parsed_args, core.summary)
+        human = parsed_args.human_readable and getattr(parsed_args, "formatter", "table") == "table"
+        return self._rows(parsed_args, outcome, total, summary_table(outcome.items, human_readable=human))
 
 
 # -- argument types -----------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ COMMANDS = [
     "cache-clean",
     "cache-prune",
     "cache-nodes-list",
+    "cache-sync",  # beyond glanceclient's: desired state, and how each node stands
+    "cache-summary",
 ]
 IMAGE = "3c021162-1e38-461a-a362-e154bf54e241"
 

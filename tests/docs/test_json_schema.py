@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,11 +23,19 @@ import pytest
 from jsonschema import Draft202012Validator, ValidationError
 
 from glancecache_client.server.runner import ReferenceCluster, run_cluster
-from glancecache_client.views import CACHE_COLUMNS, HEADERS, clear_table, nodes_table, prune_table
+from glancecache_client.views import (
+    CACHE_COLUMNS,
+    HEADERS,
+    clear_table,
+    nodes_table,
+    prune_table,
+    summary_table,
+    sync_table,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "glancecache-rows" / "1"
 BIN = Path(sys.executable).parent
-ROW_COMMANDS = ("cache-list", "cache-clear", "cache-prune", "cache-nodes-list")
+ROW_COMMANDS = ("cache-list", "cache-clear", "cache-prune", "cache-nodes-list", "cache-sync", "cache-summary")
 
 
 def validator(command: str) -> Draft202012Validator:
@@ -99,6 +108,33 @@ def test_glance_rows_validate(reference: Reference, several: bool) -> None:
     assert_valid("cache-list", listed)
     assert_valid("cache-nodes-list", reference.glance(urls, "cache-nodes-list", reference.cached))
     assert_valid("cache-prune", reference.glance(urls, "cache-prune"))
+    planned = reference.glance(urls, "cache-sync", reference.cached, reference.queued, "--dry-run")
+    assert {row["action"] for row in planned} >= {"keep"} and all("result" not in row for row in planned)
+    assert_valid("cache-sync", planned)
+    assert_valid("cache-sync", reference.glance(urls, "cache-sync", reference.cached))  # applied: all kept
+    assert_valid("cache-summary", reference.glance(urls, "cache-summary"))
+
+
+def test_failed_rows_validate(reference: Reference) -> None:
+    """A dead node's summary row and a failed sync step are rows too (each with its one-line error)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    done = subprocess.run([str(BIN / "glance"), "-H", reference.cluster.urls[0], "-H", dead, "cache-summary",
+                           "-f", "json"], capture_output=True, text=True, timeout=60, env=clean_env(reference.home),
+                          check=False)
+    assert done.returncode == 6, done.stderr
+    rows = json.loads(done.stdout)
+    assert rows[1]["error"] and rows[1]["cached_images"] is None
+    assert_valid("cache-summary", rows)
+    missing = "0b5d0f3e-51b4-4c39-9d1c-5b37e2f4b9c1"  # no such image: queueing it fails on the node
+    done = subprocess.run([str(BIN / "glance"), "-H", reference.cluster.urls[0], "cache-sync", missing,
+                           reference.cached, "-f", "json"], capture_output=True, text=True, timeout=60,
+                          env=clean_env(reference.home), check=False)
+    assert done.returncode == 6, done.stderr
+    steps = json.loads(done.stdout)
+    assert [row["result"] == "ok" for row in steps] == [False, True]
+    assert_valid("cache-sync", steps)
 
 
 @pytest.mark.slow
@@ -113,6 +149,9 @@ def test_openstack_rows_validate(reference: Reference) -> None:
     assert_valid("cache-nodes-list", as_keys(run_json(reference.home, "openstack", "cache", "nodes", "list",
                                                       reference.cached, *args)))
     assert_valid("cache-prune", as_keys(run_json(reference.home, "openstack", "cache", "prune", *args)))
+    assert_valid("cache-sync", as_keys(run_json(reference.home, "openstack", "cache", "sync", reference.cached,
+                                                "--dry-run", *args)))
+    assert_valid("cache-summary", as_keys(run_json(reference.home, "openstack", "cache", "summary", *args)))
 
 
 def as_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,7 +174,10 @@ def test_schemas_are_valid_and_cover_exactly_the_declared_columns() -> None:
         "cache-clear": clear_table(()).columns,
         "cache-prune": prune_table(()).columns,
         "cache-nodes-list": nodes_table("x", ()).columns,
+        "cache-sync": sync_table((), applied=True).columns,
+        "cache-summary": summary_table(()).columns,
     }
+    optional = {"cache-sync": ["result"]}  # present only once the plan was applied (not with --dry-run)
     assert sorted(path.stem for path in SCHEMAS.glob("*.json")) == sorted(ROW_COMMANDS)
     for command, columns in declared.items():
         schema = validator(command).schema
@@ -144,7 +186,7 @@ def test_schemas_are_valid_and_cover_exactly_the_declared_columns() -> None:
         assert schema["title"].startswith("glancecache-rows/1: ")
         row = schema["items"]
         assert list(row["properties"]) == list(columns)
-        assert row["required"] == list(columns)
+        assert row["required"] == [c for c in columns if c not in optional.get(command, [])]
         assert row["additionalProperties"] is False
 
 

@@ -3,6 +3,7 @@ Glance's own schema documents."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import httpx
@@ -27,3 +28,37 @@ def test_schema_documents_are_glance33s(real_glance: RealGlance, name: str) -> N
     response = httpx.get(f"{real_glance.url}/v2/schemas/{name}", timeout=30)
     assert response.status_code == 200
     assert response.content == schema_document(name)
+
+
+def _tagged_scenario(endpoint: str) -> tuple[int, int, int]:
+    """27 active images tagged here (more than Glance's default page of 25), one tagged but never uploaded, one
+    active without the tag: (found with the server's page, found 4 a page, the tagged active images)."""
+    from glancecache_client import CacheClient
+
+    tag = f"golden-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=endpoint, timeout=30) as http:
+
+        def create(name: str, tags: list[str], data: bytes | None) -> str:
+            body = {"name": name, "container_format": "bare", "disk_format": "raw", "tags": tags}
+            created = http.post("/v2/images", json=body)
+            assert created.status_code == 201, created.text
+            image_id = str(created.json()["id"])
+            if data is not None:
+                headers = {"Content-Type": "application/octet-stream"}
+                assert http.put(f"/v2/images/{image_id}/file", content=data, headers=headers).status_code == 204
+            return image_id
+
+        wanted = {create(f"tagged-{index}", [tag, "other"], b"t") for index in range(27)}
+        create("tagged-inactive", [tag], None)
+        create("untagged", ["other"], b"u")
+    with CacheClient(endpoint) as client:
+        default_pages = client.images_tagged(tag)
+        small_pages = client.images_tagged(tag, page_size=4)
+    assert set(default_pages) == set(small_pages) == wanted
+    return len(default_pages), len(small_pages), len(wanted)
+
+
+def test_tag_lookup_pages_alike(real_glance: RealGlance, tmp_path: Path) -> None:
+    with run_cluster(nodes=1, auth="noauth", data_dir=tmp_path) as cluster:
+        reference = _tagged_scenario(cluster.url)
+    assert _tagged_scenario(real_glance.url) == reference == (27, 27, 27)

@@ -19,12 +19,13 @@ import pytest
 
 from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from glancecache_client.views import HEADERS
+from tests.cli.conftest import dead_address
 from tests.cli.test_e2e_cluster import glance
 
 from .test_end_to_end import base_env, hosts, openstack
 
 # verdict -> (glance's exit status, openstack's exit status)
-EXITS = {"ok": (0, 0), "partial": (6, 1), "not found": (4, 1), "refused": (3, 3)}
+EXITS = {"ok": (0, 0), "partial": (6, 1), "not found": (4, 1), "refused": (3, 3), "usage": (2, 2)}
 KEYS = {header: key for key, header in HEADERS.items()}
 
 
@@ -49,6 +50,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 MISSING = str(uuid.uuid4())
+DEAD = dead_address()  # nothing listens there
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,53 @@ SCENARIOS = [
         "ok",
         lambda lab: [{"node": url, "files_pruned": 0, "bytes_pruned": 0} for url in lab.cluster.urls],
     ),
+    Scenario(
+        "sync dry run: queue where missing, keep where held, change nothing",
+        lambda lab: [*hosts(lab.cluster.urls), "cache-sync", lab.held, lab.everywhere, "--dry-run", "-f", "json"],
+        lambda lab: ["cache", "sync", lab.held, "everywhere", "--dry-run", *hosts(lab.cluster.urls), "-f", "json"],
+        "ok",
+        lambda lab: [
+            {"node": lab.cluster.urls[0], "image_id": lab.held, "action": "keep"},
+            {"node": lab.cluster.urls[1], "image_id": lab.held, "action": "queue"},
+            *({"node": url, "image_id": lab.everywhere, "action": "keep"} for url in lab.cluster.urls),
+        ],
+    ),
+    Scenario(
+        "sync applied where nothing is missing: every row kept, result ok",
+        lambda lab: [*hosts(lab.cluster.urls), "cache-sync", lab.everywhere, "-f", "json"],
+        lambda lab: ["cache", "sync", lab.everywhere, *hosts(lab.cluster.urls), "-f", "json"],
+        "ok",
+        lambda lab: [{"node": url, "image_id": lab.everywhere, "action": "keep", "result": "ok"}
+                     for url in lab.cluster.urls],
+    ),
+    Scenario(
+        "sync --exact with a tag no image carries is refused",
+        lambda lab: [*hosts(lab.cluster.urls), "cache-sync", "--tag", "no-such-tag", "--exact"],
+        lambda lab: ["cache", "sync", "--tag", "no-such-tag", "--exact", *hosts(lab.cluster.urls)],
+        "usage",
+    ),
+    Scenario(
+        "sync dry run beside a dead node: the healthy node's rows",
+        lambda lab: [*hosts([lab.cluster.urls[0], DEAD]), "cache-sync", lab.everywhere, "--dry-run", "-f", "json"],
+        lambda lab: ["cache", "sync", lab.everywhere, "--dry-run", *hosts([lab.cluster.urls[0], DEAD]), "-f",
+                     "json"],
+        "partial",
+        lambda lab: [{"node": lab.cluster.urls[0], "image_id": lab.everywhere, "action": "keep"}],
+    ),
+    Scenario(
+        "summary of every node, a dead one included",
+        lambda lab: [*hosts([*lab.cluster.urls, DEAD]), "cache-summary", "-f", "json", "-c", "node",
+                     "-c", "cached_images", "-c", "cached_bytes", "-c", "queued_images", "-c", "hits"],
+        lambda lab: ["cache", "summary", *hosts([*lab.cluster.urls, DEAD]), "-f", "json", "-c", "Node",
+                     "-c", "Cached Images", "-c", "Cached Bytes", "-c", "Queued Images", "-c", "Hits"],
+        "partial",
+        lambda lab: [
+            {"node": lab.cluster.urls[0], "cached_images": 2, "cached_bytes": 1600, "queued_images": 0, "hits": 0},
+            {"node": lab.cluster.urls[1], "cached_images": 1, "cached_bytes": 900, "queued_images": 0, "hits": 0},
+            {"node": f"http://{DEAD}", "cached_images": None, "cached_bytes": None, "queued_images": None,
+             "hits": None},
+        ],
+    ),
 ]
 
 
@@ -141,3 +190,146 @@ def test_delete_where_one_node_holds_it_succeeds_on_both(tmp_path: Path) -> None
                 done = openstack({**base_env(tmp_path), "OS_AUTH_TYPE": "none"}, "cache", "delete", image,
                                  *hosts(cluster.urls))
             assert (front_end, done.returncode) == (front_end, 0), done.stderr
+
+
+# -- scenarios that change the caches: each (scenario, front end) on a fresh 2-node cluster ------------------
+
+
+@dataclass
+class Fresh:
+    """A fresh cluster: ``kept`` cached on node 0, ``stray`` cached and ``waiting`` queued (held) on node 1,
+    ``tagged``: more active images tagged ``golden`` than one page of GET /v2/images holds."""
+
+    cluster: ReferenceCluster
+    env: dict[str, str]
+    kept: str
+    stray: str
+    waiting: str
+    tagged: list[str]
+
+    def state(self) -> dict[str, set[str]]:
+        """The ids each node holds, cached or queued (a queue a node works on may have moved on), asked of the
+        nodes themselves."""
+        from glancecache_client import Cluster as Nodes
+
+        with Nodes(self.cluster.urls) as nodes:
+            return {r.node: {i.image_id for i in r.value.cached} | set(r.value.queued)
+                    for r in nodes.list() if r.value is not None}
+
+
+PAGE = 25  # Glance's limit_param_default: the reference server pages GET /v2/images as Glance does
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Fresh]:
+    with run_cluster(nodes=2, auth="noauth", data_dir=tmp_path / "data") as cluster:
+        kept = cluster.upload_image(b"k" * 400, name="kept")
+        stray = cluster.upload_image(b"s" * 300, name="stray")
+        waiting = cluster.upload_image(b"w" * 200, name="waiting")
+        tagged = [cluster.upload_image(bytes([i]) * 10, name=f"golden-{i}", tags=["golden"]) for i in range(PAGE + 3)]
+        cluster.store.create(name="golden-not-active", container_format="bare", disk_format="raw", tags=["golden"])
+        for urls, image in (([cluster.urls[0]], kept), ([cluster.urls[1]], stray)):
+            done = glance(*hosts(urls), "cache-queue", "--wait", "--timeout", "30", "--interval", "0.1", image)
+            assert done.returncode == 0, done.stderr
+        engine = cluster.nodes[1].engine
+        assert engine is not None
+        engine.hold_queue()
+        assert glance("-H", cluster.urls[1], "cache-queue", waiting).returncode == 0
+        yield Fresh(cluster, {**base_env(tmp_path), "OS_AUTH_TYPE": "none"}, kept, stray, waiting, tagged)
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    args: Callable[[Fresh], list[str]]  # the options after the command, the same in both front ends
+    verdict: str
+    rows: Callable[[Fresh], list[dict[str, Any]]] | None  # expected rows (glance's keys)
+    after: Callable[[Fresh], list[set[str]]]  # the ids each node holds afterwards, cached or queued
+    nodes: Callable[[Fresh], list[str]] = lambda fresh: fresh.cluster.urls
+    release: bool = False  # let node 1 cache what is queued (for --wait)
+
+
+def _rows(node: str, action: str, ids: list[str], result: str | None = "ok") -> list[dict[str, Any]]:
+    return [{"node": node, "image_id": i, "action": action, **({} if result is None else {"result": result})}
+            for i in ids]
+
+
+CHANGES = [
+    Change(
+        "sync applied: queue where missing, waiting until every node holds the set",
+        lambda f: [f.kept, "--wait", "--timeout", "30"],
+        "ok",
+        lambda f: [*_rows(f.cluster.urls[0], "keep", [f.kept]), *_rows(f.cluster.urls[1], "queue", [f.kept])],
+        lambda f: [{f.kept}, {f.kept, f.stray, f.waiting}],
+        release=True,
+    ),
+    Change(
+        "sync --exact: delete the cached stray, dequeue the queued one, queue the set",
+        lambda f: [f.kept, "--exact"],
+        "ok",
+        lambda f: [*_rows(f.cluster.urls[0], "keep", [f.kept]), *_rows(f.cluster.urls[1], "delete", [f.stray]),
+                   *_rows(f.cluster.urls[1], "dequeue", [f.waiting]), *_rows(f.cluster.urls[1], "queue", [f.kept])],
+        lambda f: [{f.kept}, {f.kept}],
+    ),
+    Change(
+        "sync --tag over more images than one page of the image list (dry run: nothing changes)",
+        lambda f: ["--tag", "golden", "--dry-run"],
+        "ok",
+        lambda f: [row for url in f.cluster.urls for row in _rows(url, "queue", f.tagged, None)],
+        lambda f: [{f.kept}, {f.stray, f.waiting}],
+    ),
+    Change(
+        "sync --exact beside a dead node: the healthy node's rows, applied",
+        lambda f: [f.stray, "--exact"],
+        "partial",
+        lambda f: [*_rows(f.cluster.urls[0], "delete", [f.kept]), *_rows(f.cluster.urls[0], "queue", [f.stray])],
+        lambda f: [{f.stray}, {f.stray, f.waiting}],
+        lambda f: [f.cluster.urls[0], DEAD],
+    ),
+    Change(
+        "sync --exact with an empty set is refused and changes nothing",
+        lambda f: ["--tag", "no-such-tag", "--exact"],
+        "usage",
+        None,
+        lambda f: [{f.kept}, {f.stray, f.waiting}],
+    ),
+]
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=[change.name for change in CHANGES])
+@pytest.mark.parametrize("front_end", ["glance", "openstack"])
+def test_both_front_ends_change_alike(fresh: Fresh, change: Change, front_end: str) -> None:
+    osc = front_end == "openstack"
+    node_args = hosts(change.nodes(fresh))
+    if change.release:
+        engine = fresh.cluster.nodes[1].engine
+        assert engine is not None
+        engine.hold_queue(False)
+    if osc:
+        done = openstack(fresh.env, "cache", "sync", *change.args(fresh), *node_args, "-f", "json")
+    else:
+        done = glance(*node_args, "cache-sync", *change.args(fresh), "-f", "json")
+    glance_status, openstack_status = EXITS[change.verdict]
+    assert done.returncode == (openstack_status if osc else glance_status), done.stderr
+    assert "Traceback" not in done.stderr
+    if change.rows is not None:
+        expected = sorted(change.rows(fresh), key=lambda row: tuple(str(value) for value in row.values()))
+        assert _as_glance_rows(done.stdout, osc=osc) == expected
+    else:
+        assert done.stdout == ""
+    assert fresh.state() == dict(zip(fresh.cluster.urls, change.after(fresh), strict=True))
+
+
+@pytest.mark.parametrize("front_end", ["glance", "openstack"])
+def test_summary_human_readable_changes_tables_only(lab: Lab, front_end: str) -> None:
+    urls = lab.cluster.urls
+    if front_end == "openstack":
+        table = openstack(lab.env, "cache", "summary", "--human-readable", *hosts(urls))
+        as_json = openstack(lab.env, "cache", "summary", "--human-readable", *hosts(urls), "-f", "json")
+    else:
+        table = glance(*hosts(urls), "cache-summary", "--human-readable")
+        as_json = glance(*hosts(urls), "cache-summary", "--human-readable", "-f", "json")
+    assert table.returncode == as_json.returncode == 0, table.stderr + as_json.stderr
+    assert "1.6 KiB" in table.stdout and "900 B" in table.stdout and "1600" not in table.stdout
+    assert [row["Cached Bytes" if front_end == "openstack" else "cached_bytes"]
+            for row in json.loads(as_json.stdout)] == [1600, 900]

@@ -32,6 +32,7 @@ def test_entry_points_name_every_command() -> None:
     commands = {ep.name: ep.load() for ep in entry_points(group="openstack.image_cache.v2")}
     assert sorted(commands) == [
         "cache_clean", "cache_clear", "cache_delete", "cache_list", "cache_nodes_list", "cache_prune", "cache_queue",
+        "cache_summary", "cache_sync",
     ]
     assert all(callable(getattr(cls, "take_action", None)) for cls in commands.values())
 

@@ -166,11 +166,16 @@ def show_image(req: ApiRequest, image_id: str) -> Reply:
     return json_reply(200, image_view(image))
 
 
+# Glance's limit_param_default and api_limit_max defaults: a listing is one page of at most this many images.
+LIMIT_PARAM_DEFAULT = 25
+API_LIMIT_MAX = 1000
+
+
 def list_images(req: ApiRequest) -> Reply:
     req.node.policy.enforce("get_images", req.ctx.credentials)
     query = req.query()
     filters = dict(query)
-    limit: int | None = None
+    limit = LIMIT_PARAM_DEFAULT  # Glance pages even when no limit is asked for
     if "limit" in filters:
         try:
             limit = int(filters["limit"])
@@ -178,6 +183,8 @@ def list_images(req: ApiRequest) -> Reply:
             raise HTTPError(400, "limit param must be an integer") from None
         if limit < 0:
             raise HTTPError(400, "limit param must be positive")
+    limit = min(limit, API_LIMIT_MAX)
+    tags = [value for key, value in query if key == "tag"]  # repeatable; an image must carry every one
     hidden = filters.get("os_hidden", "false").lower() in ("true", "1", "yes", "on")
     wanted_visibility = filters.get("visibility")
     images = []
@@ -198,7 +205,7 @@ def list_images(req: ApiRequest) -> Reply:
         if any(
             key in filters and str(getattr(image, key)) != filters[key]
             for key in ("name", "status", "owner", "disk_format", "container_format")
-        ):
+        ) or any(tag.strip() not in image.tags for tag in tags):
             continue
         images.append(image)
     marker = filters.get("marker")
@@ -208,7 +215,7 @@ def list_images(req: ApiRequest) -> Reply:
             raise HTTPError(400, f"marker {marker} could not be found.")
         images = images[ids.index(marker) + 1 :]
     page: dict[str, Any] = {}
-    if limit is not None and len(images) > limit:
+    if len(images) > limit:
         images = images[:limit]
         following = [(k, v) for k, v in query if k != "marker"] + [("marker", images[-1].id)]
         page["next"] = "/v2/images?" + urlencode(following)
