@@ -118,6 +118,10 @@ class CacheClient:
 
     def list(self) -> CacheState:
         """Cached images and queued ids on this node (``GET /v2/cache``)."""
+        if self._mode is None:
+            state = self._list_before_discovery()
+            if state is not None:
+                return state
         if self._require(CACHE_API, "listing the cache") == _Mode.LEGACY:
             cached = self._json("GET", self._root + "/v2/cached_images", ok=(200,))
             queued = self._json("GET", self._root + "/v2/queued_images", ok=(200,))
@@ -128,6 +132,28 @@ class CacheClient:
             return self._parse(CacheState.from_api, legacy_body, "GET", "/v2/cached_images")
         body = self._json("GET", self._cache_base, ok=(200,))
         return self._parse(CacheState.from_api, body, "GET", "/v2/cache")
+
+    def _list_before_discovery(self) -> CacheState | None:
+        """The listing straight from ``GET /v2/cache``, saving discovery's round trip, or None to discover first.
+
+        Only a 200 carrying a valid listing settles the question (the node has the cache API, so it is modern);
+        a refusal (401/403) is raised as it is; any other answer is left to discovery and the usual path, so what a
+        legacy node, a node without the cache, or a plain web server gets (and every error message) is as if
+        discovery had come first. Transport failures and timeouts raise here: discovery would meet the same ones.
+        """
+        response = self._send("GET", self._cache_base)
+        if response.status_code in (401, 403):
+            raise self._api_error(response)  # the credentials or the policy: discovery would change nothing
+        if response.status_code != 200:
+            return None
+        try:
+            state = CacheState.from_api(_loads(response.content), self.endpoint)
+        except (ValueError, TypeError, OverflowError):
+            return None
+        with self._discovery_lock:
+            if self._mode is None:
+                self._mode = _Mode.MODERN  # the versions are fetched if an operation beyond 2.14 needs them
+        return state
 
     def queue(self, image_id: str) -> None:
         """Queue an active image for immediate caching on this node (``PUT /v2/cache/{id}``)."""
@@ -275,16 +301,20 @@ class CacheClient:
     @property
     def versions(self) -> frozenset[str]:
         """API versions this node advertises as usable, e.g. ``{"2.14", ..., "2.18"}`` (discovered once)."""
-        self._discover()
+        self._discover(versions_needed=True)
         assert self._versions is not None
         return self._versions
 
-    def _discover(self) -> str:
+    def _discover(self, *, versions_needed: bool = False) -> str:
+        """The node's mode, discovered once; ``versions_needed`` also fetches the versions when a direct listing
+        (see ``_list_before_discovery``) already settled the mode without them."""
         with self._discovery_lock:
-            if self._mode is not None:
+            if self._mode is not None and (self._versions is not None or not versions_needed):
                 return self._mode
             versions = self._fetch_versions()
             self._versions = versions
+            if self._mode is not None:
+                return self._mode
             if CACHE_API in versions or self._admin_listener:
                 self._mode = _Mode.MODERN
             elif self._has_legacy_endpoints():
@@ -323,10 +353,12 @@ class CacheClient:
         return response.status_code == 200
 
     def _require(self, version: str, feature: str) -> str:
-        mode = self._discover()
-        if mode == _Mode.MODERN and not self._admin_listener and version not in (self._versions or ()):
+        # A modern node has CACHE_API by definition; only later versions need the versions document.
+        beyond_cache_api = version != CACHE_API
+        mode = self._discover(versions_needed=beyond_cache_api and not self._admin_listener)
+        if beyond_cache_api and mode == _Mode.LEGACY:
             raise errors.UnsupportedFeature(self.endpoint, feature, version)
-        if mode == _Mode.LEGACY and version != CACHE_API:
+        if beyond_cache_api and not self._admin_listener and version not in (self._versions or ()):
             raise errors.UnsupportedFeature(self.endpoint, feature, version)
         return mode
 
