@@ -9,6 +9,7 @@ returns per-node results and per-node errors side by side: a failing node never 
 from __future__ import annotations
 
 import builtins
+import collections
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -127,6 +128,12 @@ class Cluster:
 
     def run(self, operation: Callable[[CacheClient], T]) -> ClusterResult[T]:
         """Run ``operation`` on every node concurrently; library errors become per-node results."""
+        return ClusterResult(tuple(self.each(operation)))
+
+    def each(self, operation: Callable[[CacheClient], T]) -> Iterator[NodeResult[T]]:
+        """Run ``operation`` on every node concurrently and yield each node's result in node order, as soon as it
+        and the nodes before it are done: a caller can use and drop one node's (possibly large) answer before
+        taking the next. Library errors become per-node results, as in :meth:`run`."""
 
         def one(client: CacheClient) -> NodeResult[T]:
             try:
@@ -135,9 +142,11 @@ class Cluster:
                 return NodeResult(client.endpoint, error=exc)
 
         if len(self.clients) == 1:
-            return ClusterResult((one(next(iter(self.clients.values()))),))
-        futures = [self._pool.submit(one, client) for client in self.clients.values()]
-        return ClusterResult(tuple(future.result() for future in futures))
+            yield one(next(iter(self.clients.values())))
+            return
+        pending = collections.deque(self._pool.submit(one, client) for client in self.clients.values())
+        while pending:
+            yield pending.popleft().result()  # popped: the future no longer holds the answer once it is used
 
     def list(self) -> ClusterResult[CacheState]:
         return self.run(lambda client: client.list())
