@@ -238,12 +238,16 @@ class _RowWriter:
     def __init__(self, names: Sequence[str], columns: Sequence[str]) -> None:
         self.names = tuple(names)
         self._index = [columns.index(name) for name in names]
+        self._width = len(columns)
         self.count = 0
         self.out: TextIO = sys.stdout
 
     def write(self, rows: Iterable[tuple[Value, ...]]) -> None:
         index = self._index
-        picked = [tuple(row[i] for i in index) for row in rows]
+        if index == list(range(len(index))) and len(index) == self._width:
+            picked = list(rows)  # every column, in order: nothing to pick
+        else:
+            picked = [tuple(row[i] for i in index) for row in rows]
         if picked:
             self.out.write(self._text(picked))
         self.count += len(picked)
@@ -256,26 +260,22 @@ class _RowWriter:
 
 
 class _JsonRows(_RowWriter):
-    """``json.dumps(rows, indent=2)``, an element at a time: the array is opened at the first row and closed at
-    the end, and each value is encoded by the json module's own C string encoder."""
+    """``json.dumps(rows, indent=2)``, a chunk of rows at a time: the array is opened at the first row and closed
+    at the end. Each chunk is encoded by the json module's C encoder, which ``indent`` would turn off: its item
+    separator carries the indentation instead (``",\\n    "``), and the list separator between two rows, the only
+    ``"},\\n    {"`` in the text (a string never holds a raw newline), is rewritten to ``indent=2``'s."""
 
     def __init__(self, names: Sequence[str], columns: Sequence[str]) -> None:
         super().__init__(names, columns)
-        from json.encoder import encode_basestring_ascii
+        import json
 
-        self._string: Callable[[str], str] = encode_basestring_ascii
-        self._keys = [f"    {encode_basestring_ascii(name)}: " for name in self.names]
+        self._encode = json.JSONEncoder(separators=(",\n    ", ": ")).encode
 
     def _text(self, rows: list[tuple[Value, ...]]) -> str:
-        string, keys = self._string, self._keys
-        parts = []
-        for row in rows:
-            fields = [
-                key + ("null" if value is None else string(value) if isinstance(value, str) else int.__repr__(value))
-                for key, value in zip(keys, row, strict=True)
-            ]
-            parts.append("  {\n" + ",\n".join(fields) + "\n  }")
-        return ("[\n" if self.count == 0 else ",\n") + ",\n".join(parts)
+        names = self.names
+        encoded = self._encode([dict(zip(names, row, strict=True)) for row in rows])
+        body = encoded[2:-2].replace("},\n    {", "\n  },\n  {\n    ")
+        return ("[\n" if self.count == 0 else ",\n") + "  {\n    " + body + "\n  }"
 
     def close(self) -> None:
         self.out.write("\n]\n" if self.count else "[]\n")

@@ -118,7 +118,7 @@ CHUNKS = [  # one list of rows per node, the way answers arrive; the second node
         ("http://g1:9292", 'q"u\\o\u00e9te', "cached", 2**40, 0, None),
     ],
     [],
-    [("http://g3:9292", "aaa", "queued", None, None, None), ("http://g3:9292", "a, b", "cached", 7, 1, "x y")],
+    [("http://g3:9292", "aaa", "queued", None, None, None), ("http://g3:9292", "a, b},\n    {c", "cached", 7, 1, "x y")],
 ]
 COLUMNS = TABLE.columns
 
