@@ -118,7 +118,10 @@ CHUNKS = [  # one list of rows per node, the way answers arrive; the second node
         ("http://g1:9292", 'q"u\\o\u00e9te', "cached", 2**40, 0, None),
     ],
     [],
-    [("http://g3:9292", "aaa", "queued", None, None, None), ("http://g3:9292", "a, b},\n    {c", "cached", 7, 1, "x y")],
+    [
+        ("http://g3:9292", "aaa", "queued", None, None, None),
+        ("http://g3:9292", "a, b},\n    {c", "cached", 7, 1, "x y"),  # the json writer's row separator, as text
+    ],
 ]
 COLUMNS = TABLE.columns
 
@@ -132,7 +135,7 @@ def _streamed(capsys: pytest.CaptureFixture[str], spec: OutputSpec, chunks: list
         items.insert(1, Failure("list the cache", errors.ConnectionRefused("refused", node="http://dead:9292")))
     code = 0
     try:
-        finish_streaming(iter(items), COLUMNS, lambda rows: iter(rows), spec)
+        finish_streaming(iter(items), COLUMNS, iter, spec)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     return capsys.readouterr().out, code
