@@ -123,10 +123,24 @@ class CacheClient:
 
     def list(self) -> CacheState:
         """Cached images and queued ids on this node (``GET /v2/cache``)."""
+        return self.listing_later()()
+
+    def listing_later(self) -> Callable[[], CacheState]:
+        """:meth:`list` in two halves: the requests now, the parsing when the returned function is called.
+
+        A fan-out over large caches fetches every node at once in worker threads but parses (and holds) one listing
+        at a time in the thread that writes them out: bodies wait, not 16 parsed listings. The function raises what
+        :meth:`list` would. Without discovery yet, ``GET /v2/cache`` is asked straight away: only a 200 carrying a
+        valid listing settles that the node is modern (saving discovery's round trip); a refusal (401/403) is
+        raised as it is; any other answer goes through discovery and the usual path, so a legacy node, a node
+        without the cache or a plain web server gets the same errors as if discovery had come first.
+        """
         if self._mode is None:
-            state = self._list_before_discovery()
-            if state is not None:
-                return state
+            response = self._send("GET", self._cache_base)
+            if response.status_code in (401, 403):
+                raise self._api_error(response)  # the credentials or the policy: discovery would change nothing
+            if response.status_code == 200:
+                return functools.partial(self._first_listing, response)
         if self._require(CACHE_API, "listing the cache") == _Mode.LEGACY:
             cached = self._json("GET", self._root + "/v2/cached_images", ok=(200,))
             queued = self._json("GET", self._root + "/v2/queued_images", ok=(200,))
@@ -134,37 +148,31 @@ class CacheClient:
                 "cached_images": self._field(cached, "cached_images", "/v2/cached_images"),
                 "queued_images": self._field(queued, "queued_images", "/v2/queued_images"),
             }
-            return self._parse(CacheState.from_api, legacy_body, "GET", "/v2/cached_images")
-        response = self._request("GET", self._cache_base, ok=(200,))
+            state = self._parse(CacheState.from_api, legacy_body, "GET", "/v2/cached_images")
+            return lambda: state
+        return functools.partial(self._parsed_listing, self._request("GET", self._cache_base, ok=(200,)))
+
+    def _first_listing(self, response: httpx.Response) -> CacheState:
+        """A 200 to the listing asked before discovery: the node is modern if it is a valid listing, else discover."""
+        try:
+            with _PARSING:
+                state = CacheState.from_api(_loads(response.content), self.endpoint)
+        except (ValueError, TypeError, OverflowError):
+            del response
+            self._discover()
+            return self.listing_later()()
+        with self._discovery_lock:
+            if self._mode is None:
+                self._mode = _Mode.MODERN  # the versions are fetched if an operation beyond 2.14 needs them
+        return state
+
+    def _parsed_listing(self, response: httpx.Response) -> CacheState:
         with _PARSING:
             try:
                 body = _loads(response.content)
             except ValueError:
                 raise self._invalid("GET", "/v2/cache", "the response body is not valid JSON", response) from None
             return self._parse(CacheState.from_api, body, "GET", "/v2/cache")
-
-    def _list_before_discovery(self) -> CacheState | None:
-        """The listing straight from ``GET /v2/cache``, saving discovery's round trip, or None to discover first.
-
-        Only a 200 carrying a valid listing settles the question (the node has the cache API, so it is modern);
-        a refusal (401/403) is raised as it is; any other answer is left to discovery and the usual path, so what a
-        legacy node, a node without the cache, or a plain web server gets (and every error message) is as if
-        discovery had come first. Transport failures and timeouts raise here: discovery would meet the same ones.
-        """
-        response = self._send("GET", self._cache_base)
-        if response.status_code in (401, 403):
-            raise self._api_error(response)  # the credentials or the policy: discovery would change nothing
-        if response.status_code != 200:
-            return None
-        try:
-            with _PARSING:
-                state = CacheState.from_api(_loads(response.content), self.endpoint)
-        except (ValueError, TypeError, OverflowError):
-            return None
-        with self._discovery_lock:
-            if self._mode is None:
-                self._mode = _Mode.MODERN  # the versions are fetched if an operation beyond 2.14 needs them
-        return state
 
     def queue(self, image_id: str) -> None:
         """Queue an active image for immediate caching on this node (``PUT /v2/cache/{id}``)."""

@@ -208,11 +208,21 @@ def each_listing(
             yield from unresolved
             return
         wanted = frozenset(ids)
-    for result in cluster.each(lambda client: client.list()):
+    # The nodes are asked at once; each answer is parsed here, when its turn comes, so one parsed listing is held
+    # at a time (with 10,000 entries a node, 16 parsed at once would be ~60 MB).
+    for result in cluster.each(lambda client: client.listing_later()):
         if result.error is not None:
             yield Failure("list the cache", result.error, result.node)
-        elif result.value is not None:
-            yield Success(result.node, _filtered(result.value, state, wanted))
+            continue
+        parse = result.value
+        assert parse is not None
+        try:
+            listing = parse()
+        except errors.GlanceCacheError as exc:
+            yield Failure("list the cache", exc, result.node)
+            continue
+        yield Success(result.node, _filtered(listing, state, wanted))
+        del listing  # written out by the caller before the next node is parsed
 
 
 def _filtered(listing: CacheState, state: str | None, wanted: frozenset[str] | None) -> CacheState:
