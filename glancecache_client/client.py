@@ -1,7 +1,8 @@
 """CacheClient: every Glance image-cache endpoint of one node, over one pooled httpx connection.
 
 This is the only code that builds cache URLs or sends cache requests. The node's API versions are
-discovered once (``GET /versions``, cached for the client's life) so a node without the cache API gives a clear
+discovered once (``GET /versions``, cached for the client's life; a listing skips it when ``GET /v2/cache`` answers
+a valid listing, and 2.18 work fetches them then) so a node without the cache API gives a clear
 :class:`~glancecache_client.errors.UnsupportedFeature` instead of a bare 404, and a pre-Yoga node that only has
 the deprecated ``cached_images``/``queued_images`` endpoints is served through them transparently.
 """
@@ -44,8 +45,8 @@ _USABLE = {"CURRENT", "SUPPORTED", "EXPERIMENTAL"}
 _SECRET_HEADERS = {"x-auth-token", "x-subject-token", "authorization", "x-service-token"}
 
 
-# One listing parsed at a time, across every client: parsing is CPU work under the GIL, so running 16 at once is no
-# faster, but it holds 16 bodies' worth of JSON objects at once (10,000 entries are about 8 MB of them).
+# One listing parsed at a time, across every client (Cluster.list parses in its worker threads): parsing is CPU work
+# under the GIL, so 16 at once is no faster, but holds 16 bodies' worth of JSON objects (10,000 entries: ~5 MB).
 _PARSING = threading.Lock()
 
 
@@ -158,7 +159,6 @@ class CacheClient:
             with _PARSING:
                 state = CacheState.from_api(_loads(response.content), self.endpoint)
         except (ValueError, TypeError, OverflowError):
-            del response
             self._discover()
             return self.listing_later()()
         with self._discovery_lock:
@@ -326,7 +326,7 @@ class CacheClient:
 
     def _discover(self, *, versions_needed: bool = False) -> str:
         """The node's mode, discovered once; ``versions_needed`` also fetches the versions when a direct listing
-        (see ``_list_before_discovery``) already settled the mode without them."""
+        (see ``listing_later``) already settled the mode without them."""
         with self._discovery_lock:
             if self._mode is not None and (self._versions is not None or not versions_needed):
                 return self._mode
