@@ -1,4 +1,4 @@
-"""Fan-out benchmark: Cluster.list() over 16 nodes vs CacheClient.list() on one node.
+"""Fan-out benchmark: Cluster.list() over 16 and 100 nodes vs CacheClient.list() on one node.
 
 Every node of a local reference-server cluster (keystone identity mode, so real token requests happen) answers
 each request after an added latency of 100 ms, standing in for a WAN between an operator and a DCN site. The
@@ -6,17 +6,20 @@ cluster runs as its own process (``glancecache-server --nodes N``), as remote no
 16 servers would compete with the client for the GIL and count against the client's time. Token requests are
 counted on the client side, where keystoneauth1 asks for each one. Each repetition starts cold: a new
 keystoneauth1 session (so a new token) and new clients (so discovery again).
-The goal (issue: foundation) is 16 nodes within 1.3x the time of one node, with exactly one token request.
+The goals: 16 nodes (issue: foundation) and 100 nodes (issue 11) within 1.3x the time of one node, with exactly
+one token request, and 100 nodes under 80 MiB peak RSS. Each scenario runs in a child process of its own, so its
+peak RSS (ru_maxrss from os.wait4) is that of the client alone.
 A plain loop over the nodes, one after another (what a shell loop over `glance --os-image-url` does), is the
 baseline.
 
-    .venv/bin/python benchmarks/bench_fanout.py [--nodes 16] [--latency 0.1] [--repeat 5]
+    .venv/bin/python benchmarks/bench_fanout.py [--nodes 100] [--no-loop] [--latency 0.1] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import statistics
@@ -65,75 +68,94 @@ class CountingPassword(v3.Password):  # type: ignore[misc]
         return super().get_auth_ref(session, **kwargs)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nodes", type=int, default=16)
-    parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every request (default 0.1)")
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+def measure_in_this_process(urls: list[str], repeat: int, mode: str) -> dict[str, float]:
+    """Median seconds and token requests of a cold ``list()`` (``one``: CacheClient on urls[0]; ``fan``: Cluster;
+    ``loop``: one CacheClient after another), run in a child so its peak RSS is its own."""
+    identity_url = f"{urls[0]}/identity/v3"
 
-    with server_process(args.nodes, args.latency) as urls:
-        identity_url = f"{urls[0]}/identity/v3"
+    def new_session() -> ks_session.Session:
+        auth = CountingPassword(
+            auth_url=identity_url,
+            username="admin",
+            password="admin",
+            project_name="admin",
+            user_domain_name="Default",
+            project_domain_name="Default",
+        )
+        return ks_session.Session(auth=auth)
 
-        def new_session() -> ks_session.Session:
-            auth = CountingPassword(
-                auth_url=identity_url,
-                username="admin",
-                password="admin",
-                project_name="admin",
-                user_domain_name="Default",
-                project_domain_name="Default",
-            )
-            return ks_session.Session(auth=auth)
+    def one_node() -> None:
+        with CacheClient(urls[0], session=new_session()) as client:
+            client.list()
 
-        def one_node() -> None:
-            with CacheClient(urls[0], session=new_session()) as client:
+    def fan_out() -> None:
+        with Cluster(urls, session=new_session()) as nodes:
+            result = nodes.list()
+            assert result.ok, result.errors
+
+    def sequential() -> None:
+        session = new_session()
+        for url in urls:
+            with CacheClient(url, session=session) as client:
                 client.list()
 
-        def fan_out() -> None:
-            with Cluster(urls, session=new_session()) as nodes:
-                result = nodes.list()
-                assert result.ok, result.errors
+    run: Callable[[], None] = {"one": one_node, "fan": fan_out, "loop": sequential}[mode]
+    times, tokens = [], []
+    run()  # warm-up: imports, connection set-up in the server
+    for _ in range(repeat):
+        issued = CountingPassword.requests
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+        tokens.append(CountingPassword.requests - issued)
+    return {"seconds": statistics.median(times), "tokens": statistics.median(tokens)}
 
-        def sequential() -> None:
-            session = new_session()
-            for url in urls:
-                with CacheClient(url, session=session) as client:
-                    client.list()
 
-        def measure(run: Callable[[], None]) -> tuple[float, float]:
-            times, tokens = [], []
-            run()  # warm-up: imports, connection set-up in the server
-            for _ in range(args.repeat):
-                issued = CountingPassword.requests
-                started = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - started)
-                tokens.append(CountingPassword.requests - issued)
-            return statistics.median(times), statistics.median(tokens)
+def in_child(urls: list[str], repeat: int, mode: str) -> tuple[float, float, float]:
+    """(seconds, token requests, peak RSS MiB) of one scenario run in a child process."""
+    argv = [sys.executable, __file__, "--child", mode, "--repeat", str(repeat), *urls]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    out = child.stdout.read()
+    _pid, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{mode} over {len(urls)} nodes failed (exit {child.returncode})")
+    figures = json.loads(out)
+    return figures["seconds"], figures["tokens"], usage.ru_maxrss / 1024
 
-        single, single_tokens = measure(one_node)
-        fanned, fanned_tokens = measure(fan_out)
-        looped, looped_tokens = measure(sequential)
-    rows = [
-        ["CacheClient.list(), 1 node", f"{single:.3f}", "1.00x", f"{single_tokens:g}", ""],
-        [
-            f"Cluster.list(), {args.nodes} nodes",
-            f"{fanned:.3f}",
-            f"{fanned / single:.2f}x",
-            f"{fanned_tokens:g}",
-            "<= 1.30x, 1 token " + ("MET" if fanned / single <= 1.3 and fanned_tokens == 1 else "MISSED"),
-        ],
-        [
-            f"sequential loop, {args.nodes} nodes (baseline)",
-            f"{looped:.3f}",
-            f"{looped / single:.2f}x",
-            f"{looped_tokens:g}",
-            "",
-        ],
-    ]
-    print(f"cold list() with {args.latency * 1000:.0f} ms added latency per request, median of {args.repeat}")
-    print(tabulate(rows, headers=["scenario", "seconds", "vs 1 node", "token requests", "goal"]))
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=100, help="the largest fan-out (default 100; 16 is shown too)")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every request (default 0.1)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-loop", action="store_true", help="skip the sequential baseline (slow at 100 nodes)")
+    parser.add_argument("--child", choices=["one", "fan", "loop"], help=argparse.SUPPRESS)
+    parser.add_argument("urls", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure_in_this_process(args.urls, args.repeat, args.child)))
+        return
+
+    counts = sorted({16, args.nodes} if args.nodes > 16 else {args.nodes})
+    with server_process(max(counts), args.latency) as urls:
+        single, single_tokens, single_rss = in_child(urls[:1], args.repeat, "one")
+        rows = [["CacheClient.list(), 1 node", f"{single:.3f}", "1.00x", f"{single_tokens:g}", f"{single_rss:.0f}", ""]]
+        for count in counts:
+            fanned, tokens, rss = in_child(urls[:count], args.repeat, "fan")
+            met = fanned / single <= 1.3 and tokens == 1 and (count < 100 or rss < 80)
+            goal = "<= 1.30x, 1 token" + (", < 80 MiB" if count >= 100 else "")
+            rows.append([f"Cluster.list(), {count} nodes", f"{fanned:.3f}", f"{fanned / single:.2f}x",
+                         f"{tokens:g}", f"{rss:.0f}", f"{goal}: {'MET' if met else 'MISSED'}"])  # fmt: skip
+        if not args.no_loop:
+            count = counts[0]
+            looped, tokens, rss = in_child(urls[:count], max(1, args.repeat // 2), "loop")
+            rows.append([f"sequential loop, {count} nodes (baseline)", f"{looped:.3f}", f"{looped / single:.2f}x",
+                         f"{tokens:g}", f"{rss:.0f}", ""])  # fmt: skip
+    print(f"cold list() with {args.latency * 1000:.0f} ms added latency per request, median of {args.repeat};"
+          " each scenario in its own process (peak RSS is that process's)")  # fmt: skip
+    print(tabulate(rows, headers=["scenario", "seconds", "vs 1 node", "token requests", "peak RSS MiB", "goal"]))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """CacheClient: every Glance image-cache endpoint of one node, over one pooled httpx connection.
 
 This is the only code that builds cache URLs or sends cache requests. The node's API versions are
-discovered once (``GET /versions``, cached for the client's life) so a node without the cache API gives a clear
+discovered once (``GET /versions``, cached for the client's life; a listing skips it when ``GET /v2/cache`` answers
+a valid listing, and 2.18 work fetches them then) so a node without the cache API gives a clear
 :class:`~glancecache_client.errors.UnsupportedFeature` instead of a bare 404, and a pre-Yoga node that only has
 the deprecated ``cached_images``/``queued_images`` endpoints is served through them transparently.
 """
@@ -42,6 +43,11 @@ CACHE_API = "2.14"  # GET/PUT/DELETE /v2/cache (Yoga)
 CLEAN_PRUNE_API = "2.18"  # POST /v2/cache/clean|prune
 _USABLE = {"CURRENT", "SUPPORTED", "EXPERIMENTAL"}
 _SECRET_HEADERS = {"x-auth-token", "x-subject-token", "authorization", "x-service-token"}
+
+
+# One listing parsed at a time, across every client (Cluster.list parses in its worker threads): parsing is CPU work
+# under the GIL, so 16 at once is no faster, but holds 16 bodies' worth of JSON objects (10,000 entries: ~5 MB).
+_PARSING = threading.Lock()
 
 
 class _Mode:
@@ -118,6 +124,24 @@ class CacheClient:
 
     def list(self) -> CacheState:
         """Cached images and queued ids on this node (``GET /v2/cache``)."""
+        return self.listing_later()()
+
+    def listing_later(self) -> Callable[[], CacheState]:
+        """:meth:`list` in two halves: the requests now, the parsing when the returned function is called.
+
+        A fan-out over large caches fetches every node at once in worker threads but parses (and holds) one listing
+        at a time in the thread that writes them out: bodies wait, not 16 parsed listings. The function raises what
+        :meth:`list` would. Without discovery yet, ``GET /v2/cache`` is asked straight away: only a 200 carrying a
+        valid listing settles that the node is modern (saving discovery's round trip); a refusal (401/403) is
+        raised as it is; any other answer goes through discovery and the usual path, so a legacy node, a node
+        without the cache or a plain web server gets the same errors as if discovery had come first.
+        """
+        if self._mode is None:
+            response = self._send("GET", self._cache_base)
+            if response.status_code in (401, 403):
+                raise self._api_error(response)  # the credentials or the policy: discovery would change nothing
+            if response.status_code == 200:
+                return functools.partial(self._first_listing, response)
         if self._require(CACHE_API, "listing the cache") == _Mode.LEGACY:
             cached = self._json("GET", self._root + "/v2/cached_images", ok=(200,))
             queued = self._json("GET", self._root + "/v2/queued_images", ok=(200,))
@@ -125,9 +149,30 @@ class CacheClient:
                 "cached_images": self._field(cached, "cached_images", "/v2/cached_images"),
                 "queued_images": self._field(queued, "queued_images", "/v2/queued_images"),
             }
-            return self._parse(CacheState.from_api, legacy_body, "GET", "/v2/cached_images")
-        body = self._json("GET", self._cache_base, ok=(200,))
-        return self._parse(CacheState.from_api, body, "GET", "/v2/cache")
+            state = self._parse(CacheState.from_api, legacy_body, "GET", "/v2/cached_images")
+            return lambda: state
+        return functools.partial(self._parsed_listing, self._request("GET", self._cache_base, ok=(200,)))
+
+    def _first_listing(self, response: httpx.Response) -> CacheState:
+        """A 200 to the listing asked before discovery: the node is modern if it is a valid listing, else discover."""
+        try:
+            with _PARSING:
+                state = CacheState.from_api(_loads(response.content), self.endpoint)
+        except (ValueError, TypeError, OverflowError):
+            self._discover()
+            return self.listing_later()()
+        with self._discovery_lock:
+            if self._mode is None:
+                self._mode = _Mode.MODERN  # the versions are fetched if an operation beyond 2.14 needs them
+        return state
+
+    def _parsed_listing(self, response: httpx.Response) -> CacheState:
+        with _PARSING:
+            try:
+                body = _loads(response.content)
+            except ValueError:
+                raise self._invalid("GET", "/v2/cache", "the response body is not valid JSON", response) from None
+            return self._parse(CacheState.from_api, body, "GET", "/v2/cache")
 
     def queue(self, image_id: str) -> None:
         """Queue an active image for immediate caching on this node (``PUT /v2/cache/{id}``)."""
@@ -307,16 +352,20 @@ class CacheClient:
     @property
     def versions(self) -> frozenset[str]:
         """API versions this node advertises as usable, e.g. ``{"2.14", ..., "2.18"}`` (discovered once)."""
-        self._discover()
+        self._discover(versions_needed=True)
         assert self._versions is not None
         return self._versions
 
-    def _discover(self) -> str:
+    def _discover(self, *, versions_needed: bool = False) -> str:
+        """The node's mode, discovered once; ``versions_needed`` also fetches the versions when a direct listing
+        (see ``listing_later``) already settled the mode without them."""
         with self._discovery_lock:
-            if self._mode is not None:
+            if self._mode is not None and (self._versions is not None or not versions_needed):
                 return self._mode
             versions = self._fetch_versions()
             self._versions = versions
+            if self._mode is not None:
+                return self._mode
             if CACHE_API in versions or self._admin_listener:
                 self._mode = _Mode.MODERN
             elif self._has_legacy_endpoints():
@@ -355,10 +404,12 @@ class CacheClient:
         return response.status_code == 200
 
     def _require(self, version: str, feature: str) -> str:
-        mode = self._discover()
-        if mode == _Mode.MODERN and not self._admin_listener and version not in (self._versions or ()):
+        # A modern node has CACHE_API by definition; only later versions need the versions document.
+        beyond_cache_api = version != CACHE_API
+        mode = self._discover(versions_needed=beyond_cache_api and not self._admin_listener)
+        if beyond_cache_api and mode == _Mode.LEGACY:
             raise errors.UnsupportedFeature(self.endpoint, feature, version)
-        if mode == _Mode.LEGACY and version != CACHE_API:
+        if beyond_cache_api and not self._admin_listener and version not in (self._versions or ()):
             raise errors.UnsupportedFeature(self.endpoint, feature, version)
         return mode
 

@@ -33,7 +33,7 @@ A new command is one function here returning an Outcome, plus one thin adapter i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -44,6 +44,7 @@ from .models import CacheState, ClearResult, ClearTarget, NodeSummary, PruneResu
 from .nodes import image_ids, validate_image_id, validate_seconds
 
 __all__ = [
+    "LIST_STATES",
     "Failure",
     "Outcome",
     "Report",
@@ -53,6 +54,7 @@ __all__ = [
     "clear",
     "delete",
     "describe",
+    "each_listing",
     "hint",
     "image_ids",
     "list_cache",
@@ -175,8 +177,68 @@ def _from_cluster(result: ClusterResult[T], action: str, image: str | None = Non
 # -- whole-node operations ----------------------------------------------------------------------------------
 
 
-def list_cache(cluster: Cluster) -> Outcome[CacheState]:
-    return _from_cluster(cluster.list(), "list the cache")
+LIST_STATES = ("cached", "queued")
+
+
+def list_cache(
+    cluster: Cluster, *, state: str | None = None, images: Sequence[str] = (), resolve_names: bool = False
+) -> Outcome[CacheState]:
+    """Every node's listing, filtered on the client (see :func:`each_listing`), as one Outcome."""
+    successes: list[Success[CacheState]] = []
+    failures: list[Failure] = []
+    for item in each_listing(cluster, state=state, images=images, resolve_names=resolve_names):
+        if isinstance(item, Failure):
+            failures.append(item)
+        else:
+            successes.append(item)
+    return Outcome(tuple(successes), tuple(failures))
+
+
+def each_listing(
+    cluster: Cluster, *, state: str | None = None, images: Sequence[str] = (), resolve_names: bool = False
+) -> Iterator[Success[CacheState] | Failure]:
+    """Each node's listing (or failure) in node order, each as soon as it and the nodes before it answered, so a
+    caller can write one node's rows and let them go before the next node's arrive.
+
+    Filters, applied on the client (Glance's API has none): ``state`` keeps only ``cached`` or only ``queued``
+    entries; ``images`` keeps only those ids (names too with ``resolve_names``; a name that resolves to nothing
+    is a Failure, and nothing is listed). A filtered listing is still a CacheState, so rows keep their shape.
+    """
+    if state is not None and state not in LIST_STATES:
+        raise errors.InvalidInput(f"unknown state {state!r}: use {' or '.join(LIST_STATES)}")
+    wanted: frozenset[str] | None = None
+    if images:
+        ids, unresolved = _resolve(cluster, images, resolve_names, "list the cache for")
+        if unresolved:
+            yield from unresolved
+            return
+        wanted = frozenset(ids)
+    # The nodes are asked at once; each answer is parsed here, when its turn comes, so one parsed listing is held
+    # at a time (with 10,000 entries a node, 16 parsed at once would be ~60 MB).
+    for result in cluster.each(lambda client: client.listing_later()):
+        if result.error is not None:
+            yield Failure("list the cache", result.error, result.node)
+            continue
+        parse = result.value
+        assert parse is not None
+        try:
+            listing = parse()
+        except errors.GlanceCacheError as exc:
+            yield Failure("list the cache", exc, result.node)
+            continue
+        yield Success(result.node, _filtered(listing, state, wanted))
+        del listing  # written out by the caller before the next node is parsed
+
+
+def _filtered(listing: CacheState, state: str | None, wanted: frozenset[str] | None) -> CacheState:
+    if state is None and wanted is None:
+        return listing
+    cached = () if state == "queued" else listing.cached
+    queued = () if state == "cached" else listing.queued
+    if wanted is not None:
+        cached = tuple(image for image in cached if image.image_id in wanted)
+        queued = tuple(image_id for image_id in queued if image_id in wanted)
+    return CacheState(cached=cached, queued=queued, node=listing.node)
 
 
 def clean(cluster: Cluster) -> Outcome[None]:

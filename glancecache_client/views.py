@@ -10,7 +10,7 @@ always there, whether one node was asked or fifty, so a script's columns never d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +21,7 @@ __all__ = [
     "HEADERS",
     "Table",
     "Value",
+    "cache_rows",
     "cache_table",
     "clear_table",
     "human_size",
@@ -111,24 +112,25 @@ def iso_utc(moment: datetime | None) -> str | None:
 
 def cache_table(states: Iterable[CacheState]) -> Table:
     """One row per cached image (state ``cached``) then per queued id (state ``queued``), per node."""
-    rows: list[tuple[Value, ...]] = []
-    for state in states:
-        for image in state.cached:
-            rows.append(
-                (
-                    state.node,
-                    image.image_id,
-                    "cached",
-                    image.size,
-                    image.hits,
-                    iso_utc(image.last_accessed),
-                    iso_utc(image.last_modified),
-                    image.checksum,
-                )
-            )
-        for image_id in state.queued:
-            rows.append((state.node, image_id, "queued", None, None, None, None, None))
-    return Table(CACHE_COLUMNS, rows)
+    return Table(CACHE_COLUMNS, [row for state in states for row in cache_rows(state)])
+
+
+def cache_rows(state: CacheState) -> Iterator[tuple[Value, ...]]:
+    """One node's rows of :func:`cache_table` (CACHE_COLUMNS), for writing a node's rows as they arrive."""
+    node = state.node
+    for image in state.cached:
+        yield (
+            node,
+            image.image_id,
+            "cached",
+            image.size,
+            image.hits,
+            iso_utc(image.last_accessed),
+            iso_utc(image.last_modified),
+            image.checksum,
+        )
+    for image_id in state.queued:
+        yield (node, image_id, "queued", None, None, None, None, None)
 
 
 def prune_table(results: Iterable[PruneResult]) -> Table:

@@ -17,7 +17,7 @@ import click
 
 from . import exitcodes
 from .main import SECONDS, cli, node_options
-from .output import CliError, OutputSpec, error_boundary, finish, output_options
+from .output import CliError, OutputSpec, error_boundary, finish, finish_streaming, output_options
 from .settings import NodeChoice, Settings
 
 if TYPE_CHECKING:
@@ -58,28 +58,46 @@ def read_image_ids(given: Sequence[str]) -> list[str]:
 
 
 @cli.command("cache-list")
+@click.option(
+    "--state",
+    type=click.Choice(("cached", "queued"), case_sensitive=False),
+    default=None,
+    help="Show only cached or only queued images (filtered here: Glance's API has no filter).",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="IMAGE_ID",
+    help="Show only this image (repeatable), on every node that caches or queues it.",
+)
 @node_options
 @output_options
 @click.pass_obj
-def cache_list(settings: Settings, nodes: NodeChoice, output: OutputSpec) -> None:
+def cache_list(
+    settings: Settings, nodes: NodeChoice, state: str | None, images: tuple[str, ...], output: OutputSpec
+) -> None:
     """List the images cached and queued on each node.
 
     Columns: node, image_id, state (cached or queued), size (bytes), hits, last_accessed, last_modified
-    (ISO-8601 UTC), checksum.
+    (ISO-8601 UTC), checksum. The filters keep the rows' shape. json, yaml, csv and value are written node
+    by node as answers arrive (in node order); a table or --sort-column waits for every node.
 
     \b
     Examples:
       glance --host glance1 cache-list
       glance -H glance1 -H glance2 cache-list -f json
+      glance --all-nodes cache-list --state queued -f value -c node -c image_id
+      glance --all-nodes cache-list --image 3c021162-1e38-461a-a362-e154bf54e241
       glance --all-nodes cache-list -c node -c image_id --sort-column size --sort-descending
     """
-    from glancecache_client.views import cache_table
+    from glancecache_client.views import CACHE_COLUMNS, cache_rows
 
     with connected(settings, nodes) as cluster:
         from glancecache_client import operations as core  # the library loads once the options are good
 
-        outcome = core.list_cache(cluster)
-    finish(outcome, cache_table(outcome.values), output)
+        listings = core.each_listing(cluster, state=state.lower() if state else None, images=images)
+        finish_streaming(listings, CACHE_COLUMNS, cache_rows, output)
 
 
 def wait_options(command: F) -> F:

@@ -9,17 +9,18 @@ line on stderr and an exit status: a user never sees a traceback for a failure t
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
 from . import exitcodes
 
 if TYPE_CHECKING:
-    from glancecache_client.operations import Outcome
+    from glancecache_client.operations import Failure, Outcome, Success
     from glancecache_client.views import Table, Value
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "emit",
     "error_boundary",
     "finish",
+    "finish_streaming",
     "output_options",
     "render",
 ]
@@ -175,12 +177,156 @@ def finish(
         click.echo(f"Error: {failure.line}", err=True)
     if table is not None and output is not None and (outcome.successes or (failed_rows and table.rows)):
         emit(table, output)
-    total = len(outcome.successes) + len(outcome.failures)
-    if outcome.failures and total > 1:
-        click.echo(f"Error: {len(outcome.failures)} of {total} operations failed", err=True)
-    code = exitcodes.combine(len(outcome.successes), [failure.error for failure in outcome.failures])
+    _exit(len(outcome.successes), outcome.failures)
+
+
+def _exit(succeeded: int, failures: Sequence[Failure]) -> None:
+    total = succeeded + len(failures)
+    if failures and total > 1:
+        click.echo(f"Error: {len(failures)} of {total} operations failed", err=True)
+    code = exitcodes.combine(succeeded, [failure.error for failure in failures])
     if code != exitcodes.OK:
         raise click.exceptions.Exit(code)
+
+
+# -- streaming: rows written as each node's answer arrives -------------------------------------------------
+
+
+def finish_streaming(
+    items: Iterable[Success[Any] | Failure],
+    columns: tuple[str, ...],
+    rows_of: Callable[[Any], Iterable[tuple[Value, ...]]],
+    output: OutputSpec,
+) -> None:
+    """:func:`finish` for results that arrive one node at a time (``operations.each_listing``), printing the same
+    text ``finish`` prints for the whole Outcome, with ``rows_of(value)`` giving each success's rows.
+
+    json, yaml, csv and value are written node by node, so memory holds about one node's answer, not every row of
+    every node. A table needs every row for its column widths and ``--sort-column`` needs every row to sort, so
+    those two are buffered and printed by :func:`emit`. Columns are checked before anything is asked of a node.
+    """
+    from glancecache_client.operations import Failure as FailureType
+    from glancecache_client.views import Table
+
+    try:
+        Table(columns).sorted_by(output.sort_columns).select(output.columns)
+    except ValueError as exc:
+        raise CliError(str(exc), exitcodes.USAGE) from None
+    buffered: list[tuple[Value, ...]] | None = [] if output.fmt == "table" or output.sort_columns else None
+    writer = None if buffered is not None else _writer(output.fmt, output.columns or columns, columns)
+    succeeded = 0
+    failures: list[Failure] = []
+    for item in items:
+        if isinstance(item, FailureType):
+            click.echo(f"Error: {item.line}", err=True)
+            failures.append(item)
+            continue
+        succeeded += 1
+        if buffered is not None:
+            buffered.extend(rows_of(item.value))
+        else:
+            assert writer is not None
+            writer.write(rows_of(item.value))
+    if succeeded and buffered is not None:
+        emit(Table(columns, buffered), output)
+    elif succeeded and writer is not None:
+        writer.close()
+    _exit(succeeded, failures)
+
+
+class _RowWriter:
+    """Writes rows of the chosen ``names`` (picked out of ``columns``) to stdout in one format, chunk by chunk,
+    as ``render`` would have written them all at once."""
+
+    def __init__(self, names: Sequence[str], columns: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self._index = [columns.index(name) for name in names]
+        self._width = len(columns)
+        self.count = 0
+        self.out: TextIO = sys.stdout
+
+    def write(self, rows: Iterable[tuple[Value, ...]]) -> None:
+        index = self._index
+        if index == list(range(len(index))) and len(index) == self._width:
+            picked = list(rows)  # every column, in order: nothing to pick
+        else:
+            picked = [tuple(row[i] for i in index) for row in rows]
+        if picked:
+            self.out.write(self._text(picked))
+        self.count += len(picked)
+
+    def _text(self, rows: list[tuple[Value, ...]]) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class _JsonRows(_RowWriter):
+    """``json.dumps(rows, indent=2)``, a chunk of rows at a time: the array is opened at the first row and closed
+    at the end. Each chunk is encoded by the json module's C encoder, which ``indent`` would turn off: its item
+    separator carries the indentation instead (``",\\n    "``), and the list separator between two rows, the only
+    ``"},\\n    {"`` in the text (a string never holds a raw newline), is rewritten to ``indent=2``'s."""
+
+    def __init__(self, names: Sequence[str], columns: Sequence[str]) -> None:
+        super().__init__(names, columns)
+        import json
+
+        self._encode = json.JSONEncoder(separators=(",\n    ", ": ")).encode
+
+    def _text(self, rows: list[tuple[Value, ...]]) -> str:
+        names = self.names
+        encoded = self._encode([dict(zip(names, row, strict=True)) for row in rows])
+        body = encoded[2:-2].replace("},\n    {", "\n  },\n  {\n    ")
+        return ("[\n" if self.count == 0 else ",\n") + "  {\n    " + body + "\n  }"
+
+    def close(self) -> None:
+        self.out.write("\n]\n" if self.count else "[]\n")
+        super().close()
+
+
+class _YamlRows(_RowWriter):
+    """A YAML block sequence, one chunk of items at a time (consecutive sequences concatenate into one)."""
+
+    def _text(self, rows: list[tuple[Value, ...]]) -> str:
+        import yaml
+
+        items = [dict(zip(self.names, row, strict=True)) for row in rows]
+        text: str = yaml.safe_dump(items, sort_keys=False, default_flow_style=False)
+        return text
+
+    def close(self) -> None:
+        if not self.count:
+            self.out.write("[]\n")
+        super().close()
+
+
+class _CsvRows(_RowWriter):
+    def __init__(self, names: Sequence[str], columns: Sequence[str]) -> None:
+        super().__init__(names, columns)
+        self.out.write(self._csv([self.names]))  # the header, even with no rows, as render writes it
+
+    def _text(self, rows: list[tuple[Value, ...]]) -> str:
+        return self._csv([[_blank(value) for value in row] for row in rows])
+
+    @staticmethod
+    def _csv(rows: Iterable[Sequence[object]]) -> str:
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        return buffer.getvalue()
+
+
+class _ValueRows(_RowWriter):
+    def _text(self, rows: list[tuple[Value, ...]]) -> str:
+        return "".join(" ".join(str(_blank(value)) for value in row) + "\n" for row in rows)
+
+
+def _writer(fmt: str, names: Sequence[str], columns: Sequence[str]) -> _RowWriter:
+    kinds: dict[str, type[_RowWriter]] = {"json": _JsonRows, "yaml": _YamlRows, "csv": _CsvRows, "value": _ValueRows}
+    return kinds[fmt](names, columns)
 
 
 @contextmanager

@@ -266,8 +266,30 @@ class ListCache(_CacheLister):
 
     verb = "list the cache"
 
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--state",
+            choices=core.LIST_STATES,
+            type=str.lower,
+            default=None,
+            help="Show only cached or only queued images (filtered on the client)",
+        )
+        parser.add_argument(
+            "--image",
+            metavar="<image>",
+            action="append",
+            dest="filter_images",
+            default=[],
+            help="Show only this image, by ID or unique name (repeat for several)",
+        )
+
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        outcome, total = self._every_node(parsed_args, core.list_cache)
+        outcome, total = self._every_node(
+            parsed_args,
+            lambda cluster: core.list_cache(
+                cluster, state=parsed_args.state, images=parsed_args.filter_images, resolve_names=True
+            ),
+        )
         return self._rows(parsed_args, outcome, total, cache_table(outcome.values))
 
 

@@ -6,9 +6,11 @@ import csv
 import io
 import json
 
+import click
 import pytest
 import yaml
 
+from glancecache_client import errors
 from glancecache_client.cli import exitcodes
 from glancecache_client.cli.output import CliError, OutputSpec, emit, render
 from glancecache_client.views import Table
@@ -106,3 +108,86 @@ def test_unknown_column_is_a_usage_error_naming_the_valid_ones(spec):
         emit(TABLE, spec)
     assert caught.value.exit_code == exitcodes.USAGE
     assert "'bogus'" in caught.value.message and "image_id" in caught.value.message
+
+
+# -- streaming (finish_streaming) prints what the buffered path (finish + emit) printed -------------------------
+
+CHUNKS = [  # one list of rows per node, the way answers arrive; the second node has nothing
+    [
+        ("http://g1:9292", "bbb", "cached", 1024, 3, "2026-11-21T23:17:30.761673Z"),
+        ("http://g1:9292", 'q"u\\o\u00e9te', "cached", 2**40, 0, None),
+    ],
+    [],
+    [
+        ("http://g3:9292", "aaa", "queued", None, None, None),
+        ("http://g3:9292", "a, b},\n    {c", "cached", 7, 1, "x y"),  # the json writer's row separator, as text
+    ],
+]
+COLUMNS = TABLE.columns
+
+
+def _streamed(capsys: pytest.CaptureFixture[str], spec: OutputSpec, chunks: list, failing: int = 0) -> tuple[str, int]:
+    from glancecache_client.cli.output import finish_streaming
+    from glancecache_client.operations import Failure, Success
+
+    items: list = [Success(f"n{i}", rows) for i, rows in enumerate(chunks)]
+    for _ in range(failing):
+        items.insert(1, Failure("list the cache", errors.ConnectionRefused("refused", node="http://dead:9292")))
+    code = 0
+    try:
+        finish_streaming(iter(items), COLUMNS, iter, spec)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    return capsys.readouterr().out, code
+
+
+def _buffered(capsys: pytest.CaptureFixture[str], spec: OutputSpec, chunks: list) -> str:
+    emit(Table(COLUMNS, [row for rows in chunks for row in rows]), spec)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml", "csv", "value", "table"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"columns": ("image_id", "size")},
+        {"columns": ("size", "node"), "sort_columns": ("size",), "descending": True},
+    ],
+    ids=["all columns", "two columns", "sorted (buffered)"],
+)
+def test_streamed_output_is_the_buffered_output(capsys, fmt, spec):
+    output = OutputSpec(fmt, **spec)
+    streamed, code = _streamed(capsys, output, CHUNKS)
+    assert code == 0
+    assert streamed == _buffered(capsys, output, CHUNKS)
+    assert streamed  # every format printed something for these rows
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml", "csv", "value", "table"])
+def test_streamed_output_with_no_rows_is_the_buffered_output(capsys, fmt):
+    streamed, code = _streamed(capsys, OutputSpec(fmt), [[], []])
+    assert (streamed, code) == (_buffered(capsys, OutputSpec(fmt), [[], []]), 0)
+
+
+def test_streaming_with_a_failed_node_prints_the_rest_and_exits_partial(capsys):
+    streamed, code = _streamed(capsys, OutputSpec("json"), CHUNKS, failing=1)
+    assert code == exitcodes.PARTIAL
+    assert json.loads(streamed) == json.loads(_buffered(capsys, OutputSpec("json"), CHUNKS))
+
+
+def test_streaming_when_every_node_failed_prints_no_rows(capsys):
+    streamed, code = _streamed(capsys, OutputSpec("json"), [], failing=2)
+    assert (streamed, code) == ("", exitcodes.for_error(errors.ConnectionRefused("x")))
+
+
+def test_streaming_checks_columns_before_asking_any_node(capsys):
+    from glancecache_client.cli.output import finish_streaming
+
+    def never():  # the listing generator: must not be started
+        raise AssertionError("a node was asked")
+        yield
+
+    with pytest.raises(CliError) as info:
+        finish_streaming(never(), COLUMNS, lambda rows: rows, OutputSpec("json", columns=("nope",)))
+    assert info.value.exit_code == exitcodes.USAGE and "unknown column 'nope'" in info.value.message

@@ -93,6 +93,19 @@ def test_unknown_format_is_a_usage_error(invoke):
     assert "xml" in one_line_error(result)
 
 
+def test_list_filters_refuse_bad_values_before_asking_any_node(invoke):
+    dead = dead_address()  # an answer from no node: the filters are checked first
+    bad_image = invoke("-H", dead, "cache-list", "--image", "not-an-id")
+    assert bad_image.exit_code == exitcodes.USAGE
+    assert "not-an-id" in one_line_error(bad_image) and "refused" not in bad_image.stderr
+    bad_state = invoke("-H", dead, "cache-list", "--state", "cooking")
+    assert bad_state.exit_code == exitcodes.USAGE
+    assert "cooking" in one_line_error(bad_state)
+    bad_column = invoke("-H", dead, "cache-list", "-c", "colour", "-f", "json")
+    assert bad_column.exit_code == exitcodes.USAGE
+    assert "colour" in one_line_error(bad_column) and "refused" not in bad_column.stderr
+
+
 def test_no_node_given_is_a_usage_error(invoke):
     result = invoke("cache-list")
     assert result.exit_code == 2

@@ -40,12 +40,26 @@ def test_discovery_happens_once_per_client(node: FakeNode) -> None:
     node.on("PUT", f"/v2/cache/{IMAGE}", 202)
     node.on("DELETE", f"/v2/cache/{IMAGE}", 204)
     with client_for(node) as client:
-        client.list()
         client.queue(IMAGE)
+        client.list()
         client.delete(IMAGE)
         client.list()
     assert len(node.calls("GET", "/versions")) == 1
     assert "x-auth-token" not in node.calls("GET", "/versions")[0].headers
+
+
+def test_a_listing_needs_no_discovery_round_trip(node: FakeNode) -> None:
+    # A 200 listing proves the cache API is there; the versions are fetched (once) only for API 2.18 work.
+    node.on("GET", "/v2/cache", 200, {"cached_images": [ENTRY], "queued_images": []})
+    node.on("POST", "/v2/cache/prune", 200, {"total_files_pruned": 0, "total_bytes_pruned": 0})
+    with client_for(node) as client:
+        client.list()
+        client.list()
+        assert node.calls("GET", "/versions") == []
+        client.prune()
+        client.prune()
+    assert len(node.calls("GET", "/versions")) == 1
+    assert [request.url.path for request in node.calls("GET")][:2] == ["/v2/cache", "/v2/cache"]
 
 
 def test_queue_is_put_without_body(node: FakeNode) -> None:
@@ -109,7 +123,8 @@ def test_path_prefix_is_kept(node: FakeNode) -> None:
     node.on("GET", "/image/v2/cache", 200, {"cached_images": [], "queued_images": []})
     with client_for(node, "http://ctl/image") as client:
         assert client.list().cached == ()
-    assert [r.url.host for r in node.seen] == ["ctl", "ctl"]
+        assert "2.18" in client.versions
+    assert [(r.url.host, r.url.path) for r in node.seen] == [("ctl", "/image/v2/cache"), ("ctl", "/image/versions")]
 
 
 def test_cache_admin_listener_paths(node: FakeNode) -> None:
@@ -120,7 +135,8 @@ def test_cache_admin_listener_paths(node: FakeNode) -> None:
         assert client.list().queued == (IMAGE,)
         client.queue(IMAGE)
         client.prune()
-    assert [r.url.path for r in node.seen] == ["/versions", "/cache", f"/cache/{IMAGE}", "/cache/prune"]
+    # A cache admin listener serves the whole cache API: nothing to discover once its listing answered.
+    assert [r.url.path for r in node.seen] == ["/cache", f"/cache/{IMAGE}", "/cache/prune"]
 
 
 def test_no_cache_api_is_unsupported_feature(node: FakeNode) -> None:
@@ -129,7 +145,7 @@ def test_no_cache_api_is_unsupported_feature(node: FakeNode) -> None:
         client.list()
     assert info.value.version == "2.14" and info.value.node == "http://n1:9292"
     assert "needs Image API v2.14" in str(info.value)
-    assert node.calls("GET", "/v2/cache") == []
+    assert len(node.calls("GET", "/v2/cache")) == 1  # the direct listing's 404; discovery then explains it
 
 
 def test_clean_needs_2_18(node: FakeNode) -> None:

@@ -71,3 +71,25 @@ def test_one_token_for_every_node() -> None:
     assert sorted(host for host, _ in seen) == nodes
     assert {token for _, token in seen} == {"shared-token"}
     assert session.issued == 1
+
+
+def test_every_node_is_asked_at_once_and_answers_come_in_node_order() -> None:
+    # 100 nodes, each answering only once all 100 requests are in flight: a pool smaller than the node count (it was
+    # capped at 64) would never get there and time out. Results come back in the order the nodes were given.
+    import threading
+
+    count = 100
+    everyone = threading.Barrier(count, timeout=20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        everyone.wait()
+        return httpx.Response(200, json={"cached_images": [], "queued_images": [IMAGE]})
+
+    nodes = [f"n{i}" for i in range(count)]
+    with Cluster(nodes, transport_factory=lambda _node: httpx.MockTransport(handler)) as cluster:
+        listed = cluster.list()
+        assert listed.ok, listed.errors[:1]
+        everyone.reset()
+        results = list(cluster.each(lambda client: client.list()))
+    assert all(result.ok for result in results), [r.error for r in results if r.error][:1]
+    assert [result.node for result in results] == [f"http://n{i}:9292" for i in range(count)]
