@@ -1,8 +1,8 @@
-"""Writing image data to disk while computing its size and digests (MD5 and SHA-512 by default), fast and with flat memory.
+"""Writing image data to disk while computing its size and digests (MD5, SHA-512), fast and with flat memory.
 
-Owns ``DigestingWriter``, used by the store for uploads and by the cache engine for every fill: both digests
-are needed on every byte (Glance's ``checksum`` and ``os_hash_value``), and hashing them one after the other on
-the request's thread was most of the time of a 256 MiB fill. Here the file write and each digest run on
+Owns ``DigestingWriter``, used by the store for uploads (both digests: Glance's ``checksum`` and
+``os_hash_value``) and by the cache engine for every fill (the digests it verifies). Hashing one after
+the other on the request's thread was most of the time of a 256 MiB fill. Here the file write and each digest run on
 their own helper thread once the data is large, fed through bounded queues; cache fills also write with
 O_DIRECT where the filesystem allows it (see ``_DirectWriter``).
 """
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-__all__ = ["COPY_CHUNK", "BOTH_DIGESTS", "DigestingWriter"]
+__all__ = ["BOTH_DIGESTS", "COPY_CHUNK", "DigestingWriter"]
 
 BOTH_DIGESTS = ("md5", "sha512")
 """What Glance records of every upload: ``checksum`` (MD5) and ``os_hash_value`` (SHA-512 by default)."""

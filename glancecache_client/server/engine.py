@@ -206,9 +206,7 @@ class _Fill:
                     # False means a row exists already: another process sharing this cache directory
                     # committed the same image a moment ago, or a stale row lost its file. Image data
                     # never changes and both fills were verified, so the existing row stays as it is.
-                    engine.registry.add(
-                        image_id, size=self.digest.size, checksum=self._md5(), now=engine._clock()
-                    )
+                    engine.registry.add(image_id, size=self.digest.size, checksum=self._md5(), now=engine._clock())
                 except Exception as exc:
                     with contextlib.suppress(OSError):
                         os.replace(final, engine._invalid_path(image_id))
