@@ -48,6 +48,7 @@ MiB = 1 << 20
 PEER = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "real-glance"
 RG_VENV = Path(os.environ.get("RG_VENV", "/tmp/real-glance/venv"))
 MEMORY_GOAL_MIB = 100.0
+RATIO_GOALS = {"fill_download": 0.8, "hit": 0.8}  # issue 11: at most this multiple of Glance 33's best front
 # Glance 33 figures measured earlier under uWSGI (best front each), used only with --skip-glance.
 EARLIER_GLANCE = {"get_cache": 0.006, "fill_put": 0.6, "fill_download": 0.6, "hit": 0.14, "cat": 0.025}
 
@@ -572,6 +573,8 @@ def table(ours: Results, glance: dict[str, Results | None], args: argparse.Names
     }
     rows = []
     for key, label, kind in ROWS:
+        if key not in ours.values and all(r is None or key not in r.values for r in glance.values()):
+            continue  # a part not run (--parts)
         measured = [r.values[key] for r in glance.values() if r is not None and key in r.values]
         # The earlier figures are for 256 MiB; in --quick only the size-independent one compares.
         earlier = not measured and args.skip_glance and key in EARLIER_GLANCE and (not args.quick or key == "get_cache")
@@ -585,6 +588,8 @@ def table(ours: Results, glance: dict[str, Results | None], args: argparse.Names
             if kind == "mib":
                 goal = "yes" if mine < MEMORY_GOAL_MIB and (best is None or mine <= best) else "NO"
                 goal += f" (<{MEMORY_GOAL_MIB:.0f} MiB)"
+            elif best is not None and key in RATIO_GOALS:
+                goal = ("yes" if mine <= RATIO_GOALS[key] * best else "NO") + f" (<={RATIO_GOALS[key]}x)"
             elif best is not None:
                 goal = "yes" if faster else "NO"
         rows.append(
