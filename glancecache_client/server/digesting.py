@@ -179,7 +179,7 @@ class DigestingWriter:
     Small chunks are gathered into blocks of about COPY_CHUNK. Below one block nothing leaves the calling
     thread (a small image costs no thread). From the first full block on, the file write and each digest
     run on a helper thread: file writes and hashlib updates of large buffers release the GIL,
-    so the three overlap with each other and with the caller (which goes on, e.g., sending the same bytes
+    so they overlap with each other and with the caller (which goes on, e.g., sending the same bytes
     to a client). Each helper is fed through a bounded queue: the caller is held back when one falls
     _STAGE_WINDOW blocks behind, so memory stays flat whatever the size. With ``direct=True`` the write
     helper writes through O_DIRECT where a probe shows the filesystem takes it (``direct`` tells); ``out``

@@ -95,8 +95,9 @@ MAX_DELETION_GAPS = 10_000
 # A cancelled fill ends in invalid/ when only its cache entry was deleted, and leaves nothing behind when
 # the image itself was deleted.
 _ENTRY_DELETED = "entry deleted"
-_PRUNE_BATCH = 500  # entries whose rows one prune transaction removes (and whose state locks it holds)
 _IMAGE_DELETED = "image deleted"
+
+_PRUNE_BATCH = 500  # entries whose rows one prune transaction removes (and whose state locks it holds)
 
 
 def fill_digests(image: Image) -> tuple[str, ...]:
