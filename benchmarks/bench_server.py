@@ -417,6 +417,16 @@ class Bench:
             f"{values['fill_download']:.2f} s, hit {values['hit']:.3f} s, cat {values['cat']:.3f} s"
         )
 
+    def transfer_parts(self) -> None:
+        """(a), (c) and (b), those of them in --parts."""
+        parts = self.args.parts
+        if "a" in parts:
+            self.get_cache_round_trip()
+        if "c" in parts:
+            self.peak_memory_filling()
+        if "b" in parts:
+            self.image_timings()
+
     # (d)
 
     def build_entries(self, count: int, concurrency: int) -> None:
@@ -478,14 +488,8 @@ def bench_ours(root: Path, args: argparse.Namespace, data: dict[str, Path], max_
     with run_ours(root / "ours", max_size) as server:
         bench = Bench(server, args, data)
         try:
-            parts = args.parts
-            if "a" in parts:
-                bench.get_cache_round_trip()
-            if "c" in parts:
-                bench.peak_memory_filling()
-            if "b" in parts:
-                bench.image_timings()
-            if "d" in parts:
+            bench.transfer_parts()
+            if "d" in args.parts:
                 bench.build_entries(args.entries, concurrency=4)
                 bench.list_entries(args.entries)
                 bench.prune_entries(args.entries)
@@ -513,12 +517,7 @@ def bench_glance(root: Path, args: argparse.Namespace, data: dict[str, Path], ma
                         bench.build_entries(args.entries, concurrency=1)  # SQLite: "database is locked"
                         bench.list_entries(args.entries)
                     bench.prune_entries(args.entries)
-                if "a" in parts:
-                    bench.get_cache_round_trip()
-                if "c" in parts:
-                    bench.peak_memory_filling()
-                if "b" in parts:
-                    bench.image_timings()
+                bench.transfer_parts()
                 if first and not last and entries:
                     bench.build_entries(args.entries, concurrency=1)
                     bench.list_entries(args.entries)
@@ -667,7 +666,7 @@ def main() -> None:
             f"(d) Glance 33 is not loaded with {args.entries:,} entries (more than --glance-entries "
             f"{args.glance_entries:,}): at ~7 images/s that alone would take ~{args.entries / 7 / 60:.0f} min."
         )
-    elif args.entries < 10_000:
+    elif "d" in args.parts and args.entries < 10_000:
         print(
             f"(d) uses {args.entries:,} entries for every server, not 10,000: Glance 33 on SQLite builds them one at "
             "a time (~7 images/s; concurrent requests fail with 'database is locked'), so 10,000 would take ~25 min "
