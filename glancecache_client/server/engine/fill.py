@@ -184,7 +184,7 @@ class FillHost(Protocol):
 class Fill:
     """One write of one image into ``incomplete/<id>``; ends committed into the cache or in ``invalid/``.
 
-    The bytes go through a ``DigestingWriter``: for a large image the file write and both digests run on
+    The bytes go through a ``DigestingWriter``: for a large image the file write and the digests run on
     helper threads, so the stream that feeds the fill (a client's download) barely waits for them.
     """
 
