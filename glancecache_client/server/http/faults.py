@@ -1,7 +1,8 @@
 """Error responses shaped byte for byte like the ones Glance 33 sends (WebOb 1.8's ``HTTPException`` bodies).
 
 Owns: the ``Reply`` value every handler returns, the Accept negotiation WebOb does for error pages
-(``text/html`` for ``*/*``, JSON for ``application/json``, ``text/plain`` when no Accept is sent) and
+(``text/html`` for ``*/*`` or a header breaking RFC 7231, JSON for ``application/json``, ``text/plain``
+when no Accept is sent; werkzeug matches the ranges, the WebOb-only rules are here) and
 the three body templates, with exact Content-Length. Two tails exist on the wire: handler errors end
 ``<br /><br />\\n\\n\\n`` and router 405s end `` <br /><br />\\n`` (recorded in glance33-traffic.md).
 """
@@ -15,6 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_list_header
 
 # Glance lets WebOb pick among these two offers; anything else (or no Accept header at all) is plain text.
 _HTML = "text/html"
@@ -67,50 +71,56 @@ def empty_reply(status: int, extra_headers: Iterable[tuple[str, str]] = ()) -> R
     return Reply(status, [("Content-Type", TEXT_HTML), ("Content-Length", "0"), *extra_headers], b"")
 
 
-_MEDIA_RANGE = re.compile(r"^\s*([^\s;/]+)/([^\s;/]+)\s*((?:;[^,]*)?)$")
-_QVALUE = re.compile(r";\s*q\s*=\s*([0-9.]+)", re.IGNORECASE)
+# RFC 7231 section 5.3.2 grammar, as WebOb 1.8 checks it: a header that does not match it as a whole is
+# "invalid", and WebOb then accepts every offer (so an error page is HTML). OWS is only space and tab.
+_OWS = "[ \t]*"
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t !-~\x80-\xff])*"'
+_VALUE = f"(?:{_TOKEN}|{_QUOTED})"
+# media-range with its media-type parameters (none may be named q), then weight and accept-ext.
+_MEDIA_RANGE = f"({_TOKEN})/({_TOKEN})((?:{_OWS};{_OWS}(?![qQ]=){_TOKEN}={_VALUE})*)"
+_WEIGHT = f"{_OWS};{_OWS}[qQ]=(0(?:\\.[0-9]{{0,3}})?|1(?:\\.0{{0,3}})?)"
+_ACCEPT_EXT = f"{_OWS};{_OWS}{_TOKEN}(?:={_VALUE})?"
+_ELEMENT = re.compile(f"{_MEDIA_RANGE}(?:{_WEIGHT}(?:{_ACCEPT_EXT})*)?")
+# RFC 7230 section 7 list: empty, or ( "," / element ) *( OWS "," [ OWS element ] ).
+_ACCEPT_LIST = re.compile(f"(?:,|{_ELEMENT.pattern})(?:{_OWS},(?:{_OWS}{_ELEMENT.pattern})?)*")
+
+
+def _webob_ranges(accept: str) -> MIMEAccept:
+    """The header's media ranges with WebOb's precedence, for werkzeug's matching and quality lookup.
+
+    werkzeug orders ranges by specificity then quality; WebOb by specificity then first appearance, and it
+    ignores parameters on ``type/*`` and ``*/*``. Dropping those parameters and every repeat of a range
+    before werkzeug sorts makes the two agree.
+    """
+    ranges: dict[str, float] = {}
+    for element in parse_list_header(accept):
+        match = _ELEMENT.fullmatch(element)
+        assert match is not None  # the whole header matched _ACCEPT_LIST
+        range_type, range_sub, params, q = match.groups()
+        media_range = f"{range_type}/{range_sub}".lower()
+        if range_sub != "*" and params:
+            media_range += params
+        ranges.setdefault(media_range, 1.0 if q is None else float(q))
+    return MIMEAccept(ranges.items())
 
 
 def negotiate_error_format(accept: str | None) -> str:
-    """Which of html/json/plain WebOb picks for an error page given the request's Accept header.
+    """Which of html/json/plain WebOb 1.8 picks for an error page given the request's Accept header.
 
     WebOb offers ``text/html`` then ``application/json`` and keeps offer order on equal quality, so
-    ``*/*`` gives HTML; an absent or empty Accept (nothing acceptable) gives plain text.
+    ``*/*`` gives HTML; an absent or empty Accept (nothing acceptable) gives plain text, and a header
+    that breaks the RFC 7231 grammar accepts everything (HTML).
     """
-    if accept is None or not accept.strip():
+    if not accept:
         return "plain"
-    best: dict[str, float] = {}
-    for offer in (_HTML, _JSON):
-        offer_type, offer_sub = offer.split("/")
-        quality: float | None = None
-        specificity = -1
-        for part in accept.split(","):
-            match = _MEDIA_RANGE.match(part)
-            if match is None:
-                # An unparsable header is "invalid": WebOb then accepts every offer.
-                return "html"
-            rtype, rsub, params = match.group(1).lower(), match.group(2).lower(), match.group(3)
-            if rtype == "*" and rsub == "*":
-                spec = 0
-            elif rtype == offer_type and rsub == "*":
-                spec = 1
-            elif rtype == offer_type and rsub == offer_sub:
-                spec = 2
-            else:
-                continue
-            q_match = _QVALUE.search(params)
-            q = float(q_match.group(1)) if q_match else 1.0
-            if spec > specificity:
-                specificity, quality = spec, q
-        if quality is not None and quality > 0:
-            best[offer] = quality
-    if not best:
-        return "plain"
-    top = max(best.values())
-    for offer in (_HTML, _JSON):
-        if best.get(offer) == top:
-            return "html" if offer == _HTML else "json"
-    return "plain"  # pragma: no cover - unreachable
+    if _ACCEPT_LIST.fullmatch(accept) is None:
+        return "html"
+    ranges = _webob_ranges(accept)
+    html_q, json_q = ranges.quality(_HTML), ranges.quality(_JSON)
+    if html_q > 0 and html_q >= json_q:
+        return "html"
+    return "json" if json_q > 0 else "plain"
 
 
 def error_reply(
