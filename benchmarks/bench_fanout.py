@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every request (default 0.1)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--server-processes", type=int, default=4, metavar="N",
-                        help="server processes hosting the nodes (default 4: one answers its nodes one at a time)")  # fmt: skip
+                        help="server processes hosting the nodes (default 4; one alone serialises them)")  # fmt: skip
     parser.add_argument("--no-loop", action="store_true", help="skip the sequential baseline (slow at 100 nodes)")
     parser.add_argument("--child", choices=["one", "fan", "loop"], help=argparse.SUPPRESS)
     parser.add_argument("urls", nargs="*", help=argparse.SUPPRESS)
