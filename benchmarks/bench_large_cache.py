@@ -37,7 +37,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from tabulate import tabulate
 
-from glancecache_client.server import db as schema
+from glancecache_client.server.engine import db as schema
 
 BIN = Path(sys.executable).parent
 GLANCECLIENT = Path("/tmp/real-glance/venv/bin/glance")

@@ -19,7 +19,7 @@ the node URL), so the entries of (d) are built once: the router phase lists them
 them (prune is measured once for Glance: its front only carries a 40-byte answer).
 
     .venv/bin/python benchmarks/bench_server.py [--quick] [--skip-glance] [--glance-modes router,http11]
-                                                [--entries N] [--repeat N]
+                                                [--entries N] [--repeat N] [--parts abcd] [--glance-entries N]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ MiB = 1 << 20
 PEER = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "real-glance"
 RG_VENV = Path(os.environ.get("RG_VENV", "/tmp/real-glance/venv"))
 MEMORY_GOAL_MIB = 100.0
+RATIO_GOALS = {"fill_download": 0.8, "hit": 0.8}  # issue 11: at most this multiple of Glance 33's best front
 # Glance 33 figures measured earlier under uWSGI (best front each), used only with --skip-glance.
 EARLIER_GLANCE = {"get_cache": 0.006, "fill_put": 0.6, "fill_download": 0.6, "hit": 0.14, "cat": 0.025}
 
@@ -416,6 +417,16 @@ class Bench:
             f"{values['fill_download']:.2f} s, hit {values['hit']:.3f} s, cat {values['cat']:.3f} s"
         )
 
+    def transfer_parts(self) -> None:
+        """(a), (c) and (b), those of them in --parts."""
+        parts = self.args.parts
+        if "a" in parts:
+            self.get_cache_round_trip()
+        if "c" in parts:
+            self.peak_memory_filling()
+        if "b" in parts:
+            self.image_timings()
+
     # (d)
 
     def build_entries(self, count: int, concurrency: int) -> None:
@@ -477,12 +488,11 @@ def bench_ours(root: Path, args: argparse.Namespace, data: dict[str, Path], max_
     with run_ours(root / "ours", max_size) as server:
         bench = Bench(server, args, data)
         try:
-            bench.get_cache_round_trip()
-            bench.peak_memory_filling()
-            bench.image_timings()
-            bench.build_entries(args.entries, concurrency=4)
-            bench.list_entries(args.entries)
-            bench.prune_entries(args.entries)
+            bench.transfer_parts()
+            if "d" in args.parts:
+                bench.build_entries(args.entries, concurrency=4)
+                bench.list_entries(args.entries)
+                bench.prune_entries(args.entries)
         finally:
             bench.close()
         return bench.results
@@ -491,25 +501,24 @@ def bench_ours(root: Path, args: argparse.Namespace, data: dict[str, Path], max_
 def bench_glance(root: Path, args: argparse.Namespace, data: dict[str, Path], max_size: int) -> dict[str, Results]:
     """Glance fronts one after the other on one port and data dir: the entries of (d) carry over."""
     port, glance_root, results = free_port(), root / "glance33", {}
-    modes = args.glance_modes
+    modes, parts = args.glance_modes, args.parts
+    entries = "d" in parts and args.entries <= args.glance_entries
     for position, mode in enumerate(modes):
         first, last = position == 0, position == len(modes) - 1
         print(f"glance33: start.sh, RG_HTTP_MODE={mode}", file=sys.stderr, flush=True)
         with run_glance(glance_root, port, mode, max_size) as server:
             bench = Bench(server, args, data)
             try:
-                if not first:  # the entries built by the first front
+                if not first and entries:  # the entries built by the first front
                     bench.list_entries(args.entries)
-                if last:
+                if last and entries:
                     if first:
                         bench.clear_cache()
                         bench.build_entries(args.entries, concurrency=1)  # SQLite: "database is locked"
                         bench.list_entries(args.entries)
                     bench.prune_entries(args.entries)
-                bench.get_cache_round_trip()
-                bench.peak_memory_filling()
-                bench.image_timings()
-                if first and not last:
+                bench.transfer_parts()
+                if first and not last and entries:
                     bench.build_entries(args.entries, concurrency=1)
                     bench.list_entries(args.entries)
             finally:
@@ -563,6 +572,8 @@ def table(ours: Results, glance: dict[str, Results | None], args: argparse.Names
     }
     rows = []
     for key, label, kind in ROWS:
+        if key not in ours.values and all(r is None or key not in r.values for r in glance.values()):
+            continue  # a part not run (--parts)
         measured = [r.values[key] for r in glance.values() if r is not None and key in r.values]
         # The earlier figures are for 256 MiB; in --quick only the size-independent one compares.
         earlier = not measured and args.skip_glance and key in EARLIER_GLANCE and (not args.quick or key == "get_cache")
@@ -576,6 +587,8 @@ def table(ours: Results, glance: dict[str, Results | None], args: argparse.Names
             if kind == "mib":
                 goal = "yes" if mine < MEMORY_GOAL_MIB and (best is None or mine <= best) else "NO"
                 goal += f" (<{MEMORY_GOAL_MIB:.0f} MiB)"
+            elif best is not None and key in RATIO_GOALS:
+                goal = ("yes" if mine <= RATIO_GOALS[key] * best else "NO") + f" (<={RATIO_GOALS[key]}x)"
             elif best is not None:
                 goal = "yes" if faster else "NO"
         rows.append(
@@ -601,11 +614,19 @@ def main() -> None:
     parser.add_argument("--glance-modes", default="router,http11", help="uWSGI fronts to run (default both)")
     parser.add_argument("--entries", type=int, help="cache entries for (d) (default 1000; --quick 100)")
     parser.add_argument("--repeat", type=int, help="repetitions of the transfers (default 3; --quick 1)")
+    parser.add_argument("--parts", default="abcd", help="measurements to run, e.g. 'b' or 'ad' (default abcd)")
+    parser.add_argument(
+        "--glance-entries", type=int, default=1000,
+        help="largest --entries that Glance 33 is loaded with for (d) (default 1000: it takes ~7 images/s)",
+    )  # fmt: skip
     args = parser.parse_args()
     args.medium_mib, args.large_mib = (32, 128) if args.quick else (256, 1024)
     args.entries = args.entries or (100 if args.quick else 1000)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.requests = 100 if args.quick else 1000
+    args.parts = set(args.parts)
+    if not args.parts or not args.parts <= set("abcd"):
+        parser.error("--parts takes letters among a, b, c and d")
     args.glance_modes = [] if args.skip_glance else [mode for mode in args.glance_modes.split(",") if mode]
     if any(mode not in ("router", "http11") for mode in args.glance_modes):
         parser.error("--glance-modes takes router and/or http11")
@@ -640,7 +661,12 @@ def main() -> None:
     print(table(ours, glance, args))
     if args.glance_modes and len(args.glance_modes) > 1:
         print(f"(d) prune is measured once for Glance 33, in its last phase ({args.glance_modes[-1]}).")
-    if args.entries < 10_000:
+    if args.glance_modes and "d" in args.parts and args.entries > args.glance_entries:
+        print(
+            f"(d) Glance 33 is not loaded with {args.entries:,} entries (more than --glance-entries "
+            f"{args.glance_entries:,}): at ~7 images/s that alone would take ~{args.entries / 7 / 60:.0f} min."
+        )
+    elif "d" in args.parts and args.entries < 10_000:
         print(
             f"(d) uses {args.entries:,} entries for every server, not 10,000: Glance 33 on SQLite builds them one at "
             "a time (~7 images/s; concurrent requests fail with 'database is locked'), so 10,000 would take ~25 min "

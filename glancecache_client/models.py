@@ -128,9 +128,12 @@ class CacheState:
             raise ValueError("queued_images is not a list")
         entries = []
         for entry in cached:
-            if not isinstance(entry, Mapping):
-                raise ValueError(f"cached_images entry is not an object: {_short(entry)}")
-            entries.append(CachedImage.from_api(entry, node))
+            image = _plain_entry(entry, node) if type(entry) is dict else None
+            if image is None:  # not the plain shape: the full checks, which also say what is wrong
+                if not isinstance(entry, Mapping):
+                    raise ValueError(f"cached_images entry is not an object: {_short(entry)}")
+                image = CachedImage.from_api(entry, node)
+            entries.append(image)
         if not all(isinstance(image_id, str) and _printable(image_id) for image_id in queued):
             raise ValueError("queued_images holds something other than id strings")
         return cls(cached=tuple(entries), queued=tuple(str(i) for i in queued), node=node)
@@ -171,6 +174,44 @@ class ClearResult:
     cached: int | None
     queued: int | None
     node: str = ""
+
+
+# Epoch seconds below this (year 9999) convert without error; above it, the full path says "out of range".
+_EPOCH_LIMIT = 253402300799.0
+_UTC = timezone.utc
+
+
+def _plain_entry(entry: dict[str, object], node: str) -> CachedImage | None:
+    """:meth:`CachedImage.from_api` for the shape every well-behaved node sends (exact str, int and float types,
+    in range), with the same result, at a fraction of its per-entry cost (a listing has 10,000s of entries).
+    None for anything else, which then takes the full path: this one never accepts what that one refuses."""
+    get = entry.get
+    image_id, size, hits, checksum = get("image_id"), get("size"), get("hits"), get("checksum")
+    accessed, modified = get("last_accessed"), get("last_modified")
+    if not (
+        type(image_id) is str
+        and image_id
+        and image_id.isprintable()
+        and type(size) is int
+        and size >= 0
+        and type(hits) is int
+        and hits >= 0
+        and (checksum is None or (type(checksum) is str and (not checksum or checksum.isprintable())))
+        and type(accessed) in (float, int)
+        and 0 <= accessed < _EPOCH_LIMIT  # type: ignore[operator]  # NaN fails this too
+        and type(modified) in (float, int)
+        and 0 <= modified < _EPOCH_LIMIT  # type: ignore[operator]
+    ):
+        return None
+    return CachedImage(
+        image_id,
+        size,
+        hits,
+        datetime.fromtimestamp(accessed, _UTC) if accessed else None,  # type: ignore[arg-type]
+        datetime.fromtimestamp(modified, _UTC) if modified else None,  # type: ignore[arg-type]
+        checksum or None,
+        node,
+    )
 
 
 def _as_int(value: object, name: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from .models import CacheState, ClearResult, NodeSummary, PruneResult, SyncStep
 
@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 Value = str | int | None
+
+_UTC = timezone.utc
 
 CACHE_COLUMNS = ("node", "image_id", "state", "size", "hits", "last_accessed", "last_modified", "checksum")
 
@@ -119,14 +121,16 @@ def cache_rows(state: CacheState) -> Iterator[tuple[Value, ...]]:
     """One node's rows of :func:`cache_table` (CACHE_COLUMNS), for writing a node's rows as they arrive."""
     node = state.node
     for image in state.cached:
+        accessed, modified = image.last_accessed, image.last_modified
+        # iso_utc, inlined for the common case (a listing has 10,000s of rows): a UTC time's "+00:00" becomes "Z"
         yield (
             node,
             image.image_id,
             "cached",
             image.size,
             image.hits,
-            iso_utc(image.last_accessed),
-            iso_utc(image.last_modified),
+            accessed.isoformat()[:-6] + "Z" if accessed is not None and accessed.tzinfo is _UTC else iso_utc(accessed),
+            modified.isoformat()[:-6] + "Z" if modified is not None and modified.tzinfo is _UTC else iso_utc(modified),
             image.checksum,
         )
     for image_id in state.queued:

@@ -264,21 +264,28 @@ class _RowWriter:
 
 class _JsonRows(_RowWriter):
     """``json.dumps(rows, indent=2)``, a chunk of rows at a time: the array is opened at the first row and closed
-    at the end. Each chunk is encoded by the json module's C encoder, which ``indent`` would turn off: its item
-    separator carries the indentation instead (``",\\n    "``), and the list separator between two rows, the only
-    ``"},\\n    {"`` in the text (a string never holds a raw newline), is rewritten to ``indent=2``'s."""
+    at the end. A chunk's values (only the chosen columns) are encoded together by the json module's C encoder,
+    separated by NUL (which an encoded string never holds raw: JSON escapes control characters), and each row is
+    then one ``%`` of a template holding ``indent=2``'s keys and layout: no dict per row, no key encoded per row."""
 
     def __init__(self, names: Sequence[str], columns: Sequence[str]) -> None:
         super().__init__(names, columns)
         import json
 
-        self._encode = json.JSONEncoder(separators=(",\n    ", ": ")).encode
+        self._encode = json.JSONEncoder(separators=("\0", ": ")).encode
+        fields = ",\n    ".join(json.dumps(name).replace("%", "%%") + ": %s" for name in self.names)
+        self._template = "{\n    " + fields + "\n  }"
 
-    def _text(self, rows: list[tuple[Value, ...]]) -> str:
-        names = self.names
-        encoded = self._encode([dict(zip(names, row, strict=True)) for row in rows])
-        body = encoded[2:-2].replace("},\n    {", "\n  },\n  {\n    ")
-        return ("[\n" if self.count == 0 else ",\n") + "  {\n    " + body + "\n  }"
+    def write(self, rows: Iterable[tuple[Value, ...]]) -> None:
+        index = self._index
+        values = [row[i] for row in rows for i in index]
+        if not values:
+            return
+        encoded = iter(self._encode(values)[1:-1].split("\0"))
+        template = self._template
+        text = ",\n  ".join([template % row for row in zip(*[encoded] * len(index), strict=True)])
+        self.out.write(("[\n  " if self.count == 0 else ",\n  ") + text)
+        self.count += len(values) // len(index)
 
     def close(self) -> None:
         self.out.write("\n]\n" if self.count else "[]\n")

@@ -121,6 +121,7 @@ CHUNKS = [  # one list of rows per node, the way answers arrive; the second node
     [
         ("http://g3:9292", "aaa", "queued", None, None, None),
         ("http://g3:9292", "a, b},\n    {c", "cached", 7, 1, "x y"),  # the json writer's row separator, as text
+        ("http://g3:9292", "%s %% \x00 \x1b", "cached", 0, 0, "%(node)s"),  # its value separator and templating
     ],
 ]
 COLUMNS = TABLE.columns
@@ -152,9 +153,10 @@ def _buffered(capsys: pytest.CaptureFixture[str], spec: OutputSpec, chunks: list
     [
         {},
         {"columns": ("image_id", "size")},
+        {"columns": ("size",)},
         {"columns": ("size", "node"), "sort_columns": ("size",), "descending": True},
     ],
-    ids=["all columns", "two columns", "sorted (buffered)"],
+    ids=["all columns", "two columns", "one column", "sorted (buffered)"],
 )
 def test_streamed_output_is_the_buffered_output(capsys, fmt, spec):
     output = OutputSpec(fmt, **spec)

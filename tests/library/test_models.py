@@ -112,3 +112,31 @@ def test_an_empty_checksum_is_none_and_hostile_values_are_refused() -> None:
                 {"last_modified": -5}, {"checksum": "\x1b[2J"}, {"image_id": "a\nb"}):  # fmt: skip
         with pytest.raises(ValueError):
             CachedImage.from_api({**entry, **bad}, "n")
+
+
+_PLAIN = {"image_id": "3c021162-1e38-461a-a362-e154bf54e241", "size": 1024, "hits": 3, "checksum": "ab" * 16,
+          "last_accessed": 1795302923.43224, "last_modified": 1795302000}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{}, {"checksum": ""}, {"checksum": None}, {"last_accessed": 0}, {"last_modified": 0.0}, {"size": 0},
+     {"size": 5.0}, {"hits": True}, {"last_accessed": "1795302923.5"}, {"last_accessed": None}, {"size": -1},
+     {"hits": 1.5}, {"hits": -1}, {"last_accessed": 1e20}, {"last_accessed": float("nan")},
+     {"last_modified": float("inf")}, {"last_modified": -5}, {"checksum": "\x1b[2J"}, {"checksum": 5},
+     {"image_id": "a\nb"}, {"image_id": ""}, {"image_id": 7},
+     {"last_accessed": 253402300799.0}, {"last_accessed": 253402300798.9}],
+)  # fmt: skip
+def test_a_listing_builds_each_entry_as_the_full_checks_would(change: dict[str, object]) -> None:
+    """CacheState takes a quicker path for the plain shape of an entry: it must accept, build and refuse exactly
+    what CachedImage.from_api does, whichever path an entry takes."""
+    entry = {**_PLAIN, **change}
+    try:
+        expected: CachedImage | str = CachedImage.from_api(entry, "n")
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        built: CachedImage | str = CacheState.from_api({"cached_images": [entry], "queued_images": []}, "n").cached[0]
+    except ValueError as exc:
+        built = str(exc)
+    assert built == expected

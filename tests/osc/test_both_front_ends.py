@@ -185,7 +185,8 @@ SCENARIOS = [
         "partial",
         lambda lab: [
             {"node": lab.cluster.urls[0], "cached_images": 2, "cached_bytes": 1600, "queued_images": 0, "hits": 0},
-            {"node": lab.cluster.urls[1], "cached_images": 1, "cached_bytes": 900, "queued_images": 0, "hits": 0},
+            # node 1 also holds lab.waiting in its queue
+            {"node": lab.cluster.urls[1], "cached_images": 1, "cached_bytes": 900, "queued_images": 1, "hits": 0},
             {"node": f"http://{DEAD}", "cached_images": None, "cached_bytes": None, "queued_images": None,
              "hits": None},
         ],

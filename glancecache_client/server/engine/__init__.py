@@ -4,7 +4,7 @@ Knows nothing about HTTP (``tests/library/test_architecture.py`` keeps it so). O
 
 - ``engine``: ``CacheEngine``, Glance's cache directory layout, the queue, worker pool, prune and clean;
 - ``fill``: one fill from ``incomplete/`` to committed or ``invalid/``, and ``verify``, the one checksum rule;
-- ``digesting``: writing image data while computing size, MD5 and SHA-512;
+- ``digesting``: writing image data while computing its size and digests (MD5, SHA-512 or what a fill needs);
 - ``locks``: per-image locks that exist only while held;
 - ``store``: the image catalogue and the shared image store, and the deletion log;
 - ``registry``: which images are cached on which node (SQLite or a shared SQL database);

@@ -1,8 +1,8 @@
-"""Writing image data to disk while computing its size, MD5 and SHA-512, fast and with flat memory.
+"""Writing image data to disk while computing its size and digests (MD5, SHA-512), fast and with flat memory.
 
-Owns ``DigestingWriter``, used by the store for uploads and by the cache engine for every fill: both digests
-are needed on every byte (Glance's ``checksum`` and ``os_hash_value``), and hashing them one after the other on
-the request's thread was most of the time of a 256 MiB fill. Here the file write and each digest run on
+Owns ``DigestingWriter``, used by the store for uploads (both digests: Glance's ``checksum`` and
+``os_hash_value``) and by the cache engine for every fill (the digests it verifies). Hashing one after
+the other on the request's thread was most of the time of a 256 MiB fill. Here the file write and each digest run on
 their own helper thread once the data is large, fed through bounded queues; cache fills also write with
 O_DIRECT where the filesystem allows it (see ``_DirectWriter``).
 """
@@ -18,10 +18,13 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-__all__ = ["COPY_CHUNK", "DigestingWriter"]
+__all__ = ["BOTH_DIGESTS", "COPY_CHUNK", "DigestingWriter"]
+
+BOTH_DIGESTS = ("md5", "sha512")
+"""What Glance records of every upload: ``checksum`` (MD5) and ``os_hash_value`` (SHA-512 by default)."""
 
 COPY_CHUNK = 1024 * 1024
 """Bytes per read when the server copies image data itself (cache fills): fewer, cheaper steps per byte."""
@@ -171,12 +174,12 @@ class _Stage:
 
 
 class DigestingWriter:
-    """Writes a stream of chunks to ``out`` while computing the size, MD5 and SHA-512 of the bytes.
+    """Writes a stream of chunks to ``out`` while computing the size and the ``algorithms`` digests of the bytes.
 
     Small chunks are gathered into blocks of about COPY_CHUNK. Below one block nothing leaves the calling
-    thread (a small image costs no thread). From the first full block on, the file write, the MD5 and the
-    SHA-512 each run on a helper thread: file writes and hashlib updates of large buffers release the GIL,
-    so the three overlap with each other and with the caller (which goes on, e.g., sending the same bytes
+    thread (a small image costs no thread). From the first full block on, the file write and each digest
+    run on a helper thread: file writes and hashlib updates of large buffers release the GIL,
+    so they overlap with each other and with the caller (which goes on, e.g., sending the same bytes
     to a client). Each helper is fed through a bounded queue: the caller is held back when one falls
     _STAGE_WINDOW blocks behind, so memory stays flat whatever the size. With ``direct=True`` the write
     helper writes through O_DIRECT where a probe shows the filesystem takes it (``direct`` tells); ``out``
@@ -187,14 +190,15 @@ class DigestingWriter:
     helpers wait forever; once ended, both are no-ops. Neither closes ``out``.
     """
 
-    def __init__(self, out: BinaryIO, *, name: str = "digest", direct: bool = False) -> None:
+    def __init__(self, out: BinaryIO, *, name: str = "digest", direct: bool = False,
+                 algorithms: Sequence[str] = BOTH_DIGESTS) -> None:  # fmt: skip
         self.out = out
         self._want_direct = direct  # large streams through O_DIRECT where the filesystem takes it (cache fills)
         self._direct: _DirectWriter | None = None
         self.size = 0
         self._name = name
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._sha512 = hashlib.sha512()
+        # usedforsecurity=False: FIPS builds refuse MD5 otherwise; every digest here is checked against a record.
+        self._digests = {algorithm: hashlib.new(algorithm, usedforsecurity=False) for algorithm in algorithms}
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._writer: _Stage | None = None  # the helpers, once the data reaches one block
@@ -244,11 +248,19 @@ class DigestingWriter:
         """True once the data goes to disk through O_DIRECT (asked for, large enough, and supported)."""
         return self._direct is not None
 
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return tuple(self._digests)
+
+    def hexdigest(self, algorithm: str) -> str:
+        """The digest of everything taken; KeyError if ``algorithm`` was not among those computed."""
+        return self._digests[algorithm].hexdigest()
+
     def md5_hex(self) -> str:
-        return self._md5.hexdigest()
+        return self.hexdigest("md5")
 
     def sha512_hex(self) -> str:
-        return self._sha512.hexdigest()
+        return self.hexdigest("sha512")
 
     def _dispatch(self, *, hash_it: bool) -> None:
         block = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
@@ -258,8 +270,8 @@ class DigestingWriter:
             # The whole stream is under one block (a small image, or the end of a short one): inline.
             self._write_out(block)
             if hash_it:
-                self._md5.update(block)
-                self._sha512.update(block)
+                for digest in self._digests.values():
+                    digest.update(block)
             return
         if self._writer is None:
             if self._want_direct:
@@ -267,8 +279,7 @@ class DigestingWriter:
             write = self._write_out if self._direct is None else self._direct.write
             self._writer = _Stage(f"{self._name}-write", write)
             self._hashers = [
-                _Stage(f"{self._name}-md5", self._md5.update),
-                _Stage(f"{self._name}-sha512", self._sha512.update),
+                _Stage(f"{self._name}-{algorithm}", digest.update) for algorithm, digest in self._digests.items()
             ]
         if self._writer.error is not None:
             raise self._writer.error

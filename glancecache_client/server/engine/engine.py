@@ -22,12 +22,12 @@ Rules, and where we deliberately differ from Glance 33:
 
 - An image is *cached* when its file ``<cache_dir>/<id>`` exists **and** the registry has this node's row.
 - A fill (``fill.Fill``) writes to ``incomplete/<id>`` (created with O_EXCL and held under ``flock``), checks
-  the bytes with ``fill.verify`` (size, MD5 ``checksum``, SHA-512 ``os_hash_value``), fsyncs, renames into
-  place, removes the queue file and only then inserts the row. For a large image the file write and both
-  digests run on helper threads of the fill (``digesting.DigestingWriter``), so a download feeding it is not
-  slowed by them; the file is written with O_DIRECT where the filesystem takes it, which keeps fills from
-  competing with the digests for CPU and from pushing hot pages out of memory (the first hit then reads from
-  disk).
+  the bytes with ``fill.verify`` (size and the strongest digest the image records, see ``fill.fill_digests``),
+  fsyncs, renames into place, removes the queue file and only then inserts the row. For a large image the file
+  write and the digest run on helper threads of the fill (``digesting.DigestingWriter``), so a download feeding
+  it is not slowed by them; the file is written with O_DIRECT where the filesystem takes it, which keeps fills
+  from competing with the digest for CPU and from pushing hot pages out of memory (the first hit then reads
+  from disk).
   A mismatch, an error or the consumer closing the stream early (GeneratorExit) moves the file to
   ``invalid/`` and records nothing. An image without any checksum it can check is not cached.
 - One writer per image per node: an in-process lock per image plus the exclusive ``incomplete/`` file, so
@@ -76,11 +76,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from glancecache_client.server.engine.digesting import COPY_CHUNK
-from glancecache_client.server.engine.fill import ENTRY_DELETED, IMAGE_DELETED, Fill, FillPaths, digest_file, verify
+from glancecache_client.server.engine.fill import (
+    ENTRY_DELETED,
+    IMAGE_DELETED,
+    Fill,
+    FillPaths,
+    digest_file,
+    fill_digests,
+    recorded_md5,
+    verify,
+)
 from glancecache_client.server.engine.locks import KeyedLocks
 from glancecache_client.server.engine.registry import CacheRegistry
 from glancecache_client.server.engine.store import Image, ImageStore, is_image_id
@@ -94,6 +104,9 @@ DELETION_GAP_WAIT = 60.0
 """Seconds a missing deletion sequence number is looked for again. Concurrent transactions can commit out of
 order, so number 7 may become visible after 8; a number that never shows up (a rolled-back insert) is given up."""
 MAX_DELETION_GAPS = 10_000
+
+_PRUNE_BATCH = 500  # entries whose rows one prune transaction removes (and whose state locks it holds)
+_UNLINK_THREADS = 8  # prune's concurrent unlinks (see _delete_entries)
 
 class CacheEngine:
     """The image cache of one node. Thread-safe; see the module docstring for the rules."""
@@ -308,6 +321,29 @@ class CacheEngine:
                 found = self._unlink(self._invalid_path(image_id)) or found
         return found
 
+    def _delete_entries(self, image_ids: list[str]) -> None:
+        """``delete`` for each of ``image_ids`` (valid ids), with their rows removed in one transaction.
+
+        Why: prune removes thousands of entries, and one transaction per row (a commit each) was most of its
+        time. Every id's state lock is held from its file's removal to its row's, as in ``delete``, so no fill
+        of one of them can commit in between. Taking many of them is safe: they are taken in sorted order, and
+        every other holder of a state lock holds only that one (prune itself runs one at a time).
+        """
+        with contextlib.ExitStack() as held:
+            for image_id in sorted(image_ids):
+                held.enter_context(self.state_lock(image_id))
+            for image_id in image_ids:
+                self._cancel_fill(image_id, ENTRY_DELETED)
+                self._unlink(self._queue_path(image_id))
+            # Concurrently: unlink(2) of a file that was fsynced (every committed entry) waited 1.5-2 ms for
+            # the filesystem journal here, one after another; eight at once share the waits (2,000 files:
+            # 2.9-4 s in a row, 0.17 s over four threads, ext4 on this VM).
+            with ThreadPoolExecutor(_UNLINK_THREADS, thread_name_prefix="prune-unlink") as pool:
+                list(pool.map(self._unlink, [self._cached_path(image_id) for image_id in image_ids]))
+            self.registry.remove_many(image_ids)
+        for image_id in image_ids:
+            self._event(logging.INFO, "deleted", "Deleted image %s from the cache", image_id, image_id=image_id)
+
     def purge_image(self, image_id: str, seen: str = "on this node's cluster") -> None:
         """The image was deleted from the catalogue: drop everything this node holds for it, a fill in
         progress included (it leaves nothing behind)."""
@@ -434,13 +470,16 @@ class CacheEngine:
             entries = [e for e in entries if e.image_id in present]
             total = sum(entry.size for entry in entries)
             files = pruned = 0
+            victims = []
             for entry in sorted(entries, key=lambda e: (e.last_accessed, e.last_modified, e.image_id)):
                 if total <= self.max_size:
                     break
-                self.delete(entry.image_id)
+                victims.append(entry.image_id)
                 files += 1
                 pruned += entry.size
                 total -= entry.size
+            for start in range(0, len(victims), _PRUNE_BATCH):
+                self._delete_entries(victims[start : start + _PRUNE_BATCH])
             self._event(logging.INFO, "prune", "Pruned %d cached images (%d bytes); %d bytes remain cached (max %d)",
                         files, pruned, total, self.max_size, files=files, bytes=pruned, remaining_bytes=total,
                         max_size=self.max_size)  # fmt: skip
@@ -670,9 +709,10 @@ class CacheEngine:
         image_id = path.name
         image = self.store.get(image_id)
         if image is not None and image.status == "active":
-            digests = digest_file(path)
+            digests = digest_file(path, fill_digests(image))
             if verify(image, digests) is None:
-                self.registry.add(image_id, size=digests.size, checksum=digests.md5, now=path.stat().st_mtime)
+                self.registry.add(image_id, size=digests.size, checksum=recorded_md5(image, digests),
+                                  now=path.stat().st_mtime)
                 self._event(logging.INFO, "repaired", "Adopted cached file of image %s left without a registry row",
                             image_id, image_id=image_id)  # fmt: skip
                 return

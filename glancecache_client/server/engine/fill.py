@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol
@@ -29,7 +30,18 @@ if TYPE_CHECKING:
     from glancecache_client.server.engine.registry import CacheRegistry
     from glancecache_client.server.engine.store import Image
 
-__all__ = ["ENTRY_DELETED", "IMAGE_DELETED", "Digests", "Fill", "FillHost", "FillPaths", "digest_file", "verify"]
+__all__ = [
+    "ENTRY_DELETED",
+    "IMAGE_DELETED",
+    "Digests",
+    "Fill",
+    "FillHost",
+    "FillPaths",
+    "digest_file",
+    "fill_digests",
+    "recorded_md5",
+    "verify",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +53,43 @@ IMAGE_DELETED = "image deleted"
 
 @dataclass(frozen=True)
 class Digests:
-    """What was measured of some bytes: their size and hex MD5 and SHA-512."""
+    """What was measured of some bytes: their size and hex digests by algorithm (``fill_digests`` says which)."""
 
     size: int
-    md5: str
-    sha512: str
+    hexdigests: Mapping[str, str]
+
+    @property
+    def md5(self) -> str | None:
+        return self.hexdigests.get("md5")
+
+
+def fill_digests(image: Image) -> tuple[str, ...]:
+    """The digests measured of bytes that may be ``image``'s: only the strongest it records, where that can stand
+    alone.
+
+    Why: hashing is most of a fill's CPU (per 256 MiB about 0.36 CPU-s for MD5, 0.31 for SHA-512 here), and on a
+    busy node the fill of a first download competes with the download itself. A Glance 33 image records
+    ``checksum`` (MD5) and ``os_hash_algo``/``os_hash_value`` (SHA-512 unless Glance's ``hashing_algorithm`` says
+    otherwise): bytes whose size and ``os_hash_value`` match the record are the recorded image, so its MD5 adds no
+    assurance and the cached row takes ``checksum`` from the image record. MD5 is measured as well where the
+    image has no ``checksum`` (the row records the data's own), and alone where the image has no
+    ``os_hash_value`` this Python can compute.
+    """
+    algorithm = image.os_hash_algo or "sha512"
+    if image.os_hash_value is None or algorithm not in hashlib.algorithms_available:
+        return ("md5",)
+    if algorithm == "md5" or image.checksum is None:
+        return tuple(dict.fromkeys(("md5", algorithm)))
+    return (algorithm,)
 
 
 def verify(image: Image, digests: Digests) -> str | None:
     """Why bytes with ``digests`` are not ``image``'s data, or None when they are.
 
-    The image's size must be known and equal. Every checksum it has must match: ``checksum`` (MD5) and
-    ``os_hash_value`` (SHA-512; a value in any other algorithm cannot be checked, so it is refused), and at
-    least one of them must exist. There is no other rule: fills and crash repair both use this one.
+    The one rule, for fills and crash repair alike (both measure what ``fill_digests`` says). The image's size
+    must be known and equal. Its ``os_hash_value``, when this Python can compute its ``os_hash_algo``, must have
+    been measured and match; its ``checksum`` (MD5) must match where it was measured; and at least one recorded
+    digest must have been checked. An image with nothing checkable is refused.
     """
     if image.checksum is None and image.os_hash_value is None:
         return "the image has no checksum to verify against"
@@ -61,28 +97,42 @@ def verify(image: Image, digests: Digests) -> str | None:
         return "the image has no size to verify against"
     if digests.size != image.size:
         return f"size {digests.size} != expected {image.size}"
-    if image.checksum is not None and digests.md5 != image.checksum:
-        return f"md5 {digests.md5} != expected {image.checksum}"
+    checked = False
+    algorithm = image.os_hash_algo or "sha512"
+    if image.os_hash_value is not None and algorithm in hashlib.algorithms_available:
+        measured = digests.hexdigests.get(algorithm)
+        if measured is None:
+            return f"{algorithm} (the image's os_hash_algo) was not measured"
+        if measured != image.os_hash_value:
+            return f"{algorithm} does not match os_hash_value"
+        checked = True
+    if image.checksum is not None and digests.md5 is not None:
+        if digests.md5 != image.checksum:
+            return f"md5 {digests.md5} != expected {image.checksum}"
+        checked = True
+    if checked:
+        return None
     if image.os_hash_value is not None:
-        algorithm = image.os_hash_algo or "sha512"
-        if algorithm != "sha512":
-            return f"os_hash_algo {algorithm} cannot be verified"
-        if digests.sha512 != image.os_hash_value:
-            return "sha512 does not match os_hash_value"
-    return None
+        return f"the image records only an {algorithm} os_hash_value, which this server cannot compute"
+    return "no digest the image records was measured"
 
 
-def digest_file(path: Path) -> Digests:
-    """Read ``path`` once and measure it."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    sha512 = hashlib.sha512()
+def recorded_md5(image: Image, digests: Digests) -> str | None:
+    """The MD5 a cache row records for verified bytes: measured, or (verified through a stronger digest) the
+    image's own ``checksum``."""
+    return digests.md5 or image.checksum
+
+
+def digest_file(path: Path, algorithms: Sequence[str]) -> Digests:
+    """Read ``path`` once and measure it with ``algorithms``."""
+    hashes = {algorithm: hashlib.new(algorithm, usedforsecurity=False) for algorithm in algorithms}
     size = 0
     with path.open("rb") as data:
         while chunk := data.read(COPY_CHUNK):
-            md5.update(chunk)
-            sha512.update(chunk)
+            for digest in hashes.values():
+                digest.update(chunk)
             size += len(chunk)
-    return Digests(size, md5.hexdigest(), sha512.hexdigest())
+    return Digests(size, {algorithm: digest.hexdigest() for algorithm, digest in hashes.items()})
 
 
 class FillPaths(NamedTuple):
@@ -134,7 +184,7 @@ class FillHost(Protocol):
 class Fill:
     """One write of one image into ``incomplete/<id>``; ends committed into the cache or in ``invalid/``.
 
-    The bytes go through a ``DigestingWriter``: for a large image the file write and both digests run on
+    The bytes go through a ``DigestingWriter``: for a large image the file write and the digests run on
     helper threads, so the stream that feeds the fill (a client's download) barely waits for them.
     """
 
@@ -145,7 +195,7 @@ class Fill:
         self.out = out
         self.started = time.monotonic()
         self.inode = os.fstat(out.fileno()).st_ino
-        self.digest = DigestingWriter(out, name=f"fill-{image.id[:8]}", direct=True)
+        self.digest = DigestingWriter(out, name=f"fill-{image.id[:8]}", direct=True, algorithms=fill_digests(image))
         self.open = True
         self._event(logging.INFO, "fill_started", "Started caching image %s (%s)", image.id, trigger,
                     image_id=image.id, trigger=trigger)  # fmt: skip
@@ -155,7 +205,8 @@ class Fill:
         self.digest.write(chunk)
 
     def digests(self) -> Digests:
-        return Digests(self.digest.size, self.digest.md5_hex(), self.digest.sha512_hex())
+        algorithms = self.digest.algorithms
+        return Digests(self.digest.size, {algorithm: self.digest.hexdigest(algorithm) for algorithm in algorithms})
 
     def _still_ours(self) -> bool:
         """True while ``incomplete/<id>`` is still the file we are writing (clean() may have removed it)."""
@@ -206,7 +257,8 @@ class Fill:
             # False means a row exists already: another process sharing this cache directory
             # committed the same image a moment ago, or a stale row lost its file. Image data
             # never changes and both fills were verified, so the existing row stays as it is.
-            host.registry.add(image_id, size=self.digest.size, checksum=self.digest.md5_hex(), now=host.now())
+            checksum = recorded_md5(self.image, self.digests())
+            host.registry.add(image_id, size=self.digest.size, checksum=checksum, now=host.now())
         except Exception as exc:
             with contextlib.suppress(OSError):
                 os.replace(paths.cached, paths.invalid)

@@ -14,8 +14,9 @@ Public API (the cache engine is the only caller):
 
 - ``CacheRegistry.centralized(db, node_url)`` / ``CacheRegistry.per_node_sqlite(path)``
 - ``driver``, ``node_url``; ``add``, ``get``, ``entries``, ``wire_entries``, ``record_hit``, ``remove``,
-  ``cached_nodes``, ``close``; ``CacheEntry`` is one row; ``CacheEntry.wire(driver)`` gives Glance's JSON
-  shape for it (``wire_entries`` gives the same for every row without building entries: listing's hot path).
+  ``remove_many``, ``cached_nodes``, ``close``; ``CacheEntry`` is one row; ``CacheEntry.wire(driver)`` gives
+  Glance's JSON shape for it (``wire_entries`` gives the same for every row without building entries:
+  listing's hot path).
 
 The registry does not look at files: keeping rows and files consistent is the engine's job.
 """
@@ -195,6 +196,14 @@ class CacheRegistry:
         statement = sa.delete(self._table).where(self._table.c.image_id == image_id, self._scoped())
         with self._db.begin() as conn:
             return bool(conn.execute(statement).rowcount)
+
+    def remove_many(self, image_ids: list[str]) -> int:
+        """``remove`` for every id, in one transaction (prune's hot path). Returns how many rows went."""
+        if not image_ids:
+            return 0
+        statement = sa.delete(self._table).where(self._table.c.image_id.in_(image_ids), self._scoped())
+        with self._db.begin() as conn:
+            return int(conn.execute(statement).rowcount)
 
     def cached_nodes(self, image_id: str) -> list[str]:
         """URLs of every node holding a row for the image (centralized); this node or nothing (sqlite)."""

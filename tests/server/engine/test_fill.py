@@ -23,7 +23,9 @@ from glancecache_client.server.engine.store import Image, ImageStore
 from .conftest import NodeFactory, active_image
 
 DATA = b"verify me" * 100
-GOOD = Digests(len(DATA), hashlib.md5(DATA).hexdigest(), hashlib.sha512(DATA).hexdigest())
+GOOD = Digests(len(DATA), {"md5": hashlib.md5(DATA).hexdigest(), "sha512": hashlib.sha512(DATA).hexdigest()})
+SHA512_ONLY = Digests(len(DATA), {"sha512": GOOD.hexdigests["sha512"]})
+MD5_ONLY = Digests(len(DATA), {"md5": GOOD.hexdigests["md5"]})
 OTHER = b"verify mE" * 100
 
 
@@ -38,11 +40,16 @@ def _image(store: ImageStore, **changes: object) -> Image:
         ({"os_hash_value": None, "os_hash_algo": None}, GOOD, None),  # MD5 alone is enough
         ({"checksum": None}, GOOD, None),  # SHA-512 alone is enough
         ({}, dataclasses.replace(GOOD, size=GOOD.size - 1), "size 899 != expected 900"),
-        ({}, dataclasses.replace(GOOD, md5=hashlib.md5(OTHER).hexdigest()), "md5 "),
-        ({}, dataclasses.replace(GOOD, sha512=hashlib.sha512(OTHER).hexdigest()), "sha512 does not match"),
+        ({}, Digests(len(DATA), {**GOOD.hexdigests, "md5": hashlib.md5(OTHER).hexdigest()}), "md5 "),
+        ({}, Digests(len(DATA), {**GOOD.hexdigests, "sha512": hashlib.sha512(OTHER).hexdigest()}), "sha512 does not"),
+        ({}, SHA512_ONLY, None),  # what a fill of a Glance image measures
+        ({}, MD5_ONLY, "sha512 (the image's os_hash_algo) was not measured"),
+        ({"checksum": None}, MD5_ONLY, "sha512 (the image's os_hash_algo) was not measured"),
         ({"checksum": None, "os_hash_value": None}, GOOD, "no checksum to verify against"),
         ({"size": None}, GOOD, "no size to verify against"),
-        ({"os_hash_algo": "sha256"}, GOOD, "os_hash_algo sha256 cannot be verified"),
+        ({"os_hash_algo": "sha256"}, GOOD, "sha256 (the image's os_hash_algo) was not measured"),
+        ({"os_hash_algo": "no-such-hash"}, MD5_ONLY, None),  # MD5 stands in for a hash this Python lacks
+        ({"os_hash_algo": "no-such-hash", "checksum": None}, GOOD, "which this server cannot compute"),
     ],
 )
 def test_verify(store: ImageStore, changes: dict[str, object], digests: Digests, refused_because: str | None) -> None:
@@ -56,7 +63,7 @@ def test_verify(store: ImageStore, changes: dict[str, object], digests: Digests,
 def test_digest_file_measures_what_a_fill_measures(tmp_path: Path) -> None:
     path = tmp_path / "data"
     path.write_bytes(DATA)
-    assert digest_file(path) == GOOD
+    assert digest_file(path, ("md5", "sha512")) == GOOD
 
 
 def _set_image_row(db: sa.Engine, image_id: str, **values: object) -> None:
@@ -64,11 +71,11 @@ def _set_image_row(db: sa.Engine, image_id: str, **values: object) -> None:
         connection.execute(sa.update(schema.images).where(schema.images.c.id == image_id).values(**values))
 
 
-def test_a_fill_refuses_a_hash_it_cannot_check(
+def test_a_fill_checks_the_os_hash_algo_the_image_names(
     make_node: NodeFactory, store: ImageStore, sqlite_db: sa.Engine
 ) -> None:
-    # Before the one rule, a fill ignored an os_hash_value in another algorithm and cached on MD5 alone,
-    # while crash repair refused the same bytes.
+    # Before the one rule, a fill ignored an os_hash_value in another algorithm and cached on MD5 alone. Now it
+    # measures that algorithm: the SHA-512 value recorded under "sha256" does not match, so nothing is cached.
     node = make_node()
     image = active_image(store, DATA)
     _set_image_row(sqlite_db, image.id, os_hash_algo="sha256")

@@ -108,7 +108,7 @@ def test_json_log_has_an_access_line_per_request_and_every_cache_event(tmp_path:
         assert finished["bytes"] == 5000 and finished["seconds"] >= 0
     [failed] = _events(records, "fill_failed", node=one, image_id=bad)
     assert failed["level"] == "ERROR" and failed["bytes"] == 3000
-    assert failed["reason"].startswith("Checksum verification failed (md5 ")
+    assert failed["reason"].startswith("Checksum verification failed (sha512 ")  # the digest a fill verifies
     [prune] = _events(records, "prune", node=two)
     assert (prune["files"], prune["bytes"], prune["remaining_bytes"], prune["max_size"]) == (1, 5000, 0, 1000)
     [clean] = _events(records, "clean", node=one)
