@@ -150,10 +150,23 @@ def create_db_engine(url: str) -> sa.Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: sa.Connection) -> None:
+        # A writer takes the write lock up front (no deadlock upgrading a read lock). A reader must not: in
+        # WAL mode readers never block, but BEGIN IMMEDIATE makes every read wait for the one write lock, and
+        # sqlite's busy handler sleeps in steps of up to 100 ms; 100 nodes listing at once queued for seconds.
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+_READ_ONLY = "glancecache_read_only"
+
+
+def reading(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads only (``with reading(db) as conn: conn.execute(select)``): on SQLite its
+    transaction is a plain (deferred) BEGIN, so it never waits for a writer or for another reader."""
+    return engine.connect().execution_options(**{_READ_ONLY: True})
 
 
 def create_tables(engine: sa.Engine, tables: Sequence[sa.Table]) -> None:

@@ -220,18 +220,30 @@ class CacheEngine:
 
     # -- listing ---------------------------------------------------------------------------------------
 
+    def listing(self) -> tuple[list[dict[str, object]], list[str]]:
+        """``(list_cached(), list_queued())`` after one read of the deletion log, not two: that read is a third
+        of a listing's work, and a server hosting 100 nodes answers 100 listings at once."""
+        self.sync_deletions()
+        return self._cached_entries(), self._queued_ids()
+
     def list_cached(self) -> list[dict[str, object]]:
         """This node's entries in Glance 33's wire shape for the driver (see ``CacheEntry.wire``)."""
         self.sync_deletions()
+        return self._cached_entries()
+
+    def list_queued(self) -> list[str]:
+        """Queued image ids, oldest queue file first (ties by id)."""
+        self.sync_deletions()
+        return self._queued_ids()
+
+    def _cached_entries(self) -> list[dict[str, object]]:
         rows = self.registry.wire_entries()
         # Scanned after the query: a fill renames its file before inserting its row, so every row read
         # above whose entry still exists has its file seen here.
         present = self._file_names(self.cache_dir)
         return [row for row in rows if row["image_id"] in present]
 
-    def list_queued(self) -> list[str]:
-        """Queued image ids, oldest queue file first (ties by id)."""
-        self.sync_deletions()
+    def _queued_ids(self) -> list[str]:
         found: list[tuple[int, str]] = []
         for path in self._files(self._queue_dir):
             if is_image_id(path.name):

@@ -127,7 +127,7 @@ class CacheRegistry:
         nodes = schema.node_reference
         find = sa.select(nodes.c.node_reference_id).where(nodes.c.node_reference_url == url)
         for _ in range(5):
-            with self._db.connect() as conn:
+            with schema.reading(self._db) as conn:
                 found = conn.execute(find).scalar()
             if found is not None:
                 return int(found)
@@ -216,7 +216,7 @@ class CacheRegistry:
             .where(rows.c.image_id == image_id)
             .order_by(nodes.c.node_reference_url)
         )
-        with self._db.connect() as conn:
+        with schema.reading(self._db) as conn:
             return [str(url) for url in conn.execute(query).scalars()]
 
     def _values(self, where: sa.ColumnElement[bool] | None = None) -> Iterator[_Values]:
@@ -234,7 +234,7 @@ class CacheRegistry:
         if where is not None:
             query = query.where(where)
         query = query.order_by(t.c.id if centralized else t.c.image_id)
-        with self._db.connect() as conn:
+        with schema.reading(self._db) as conn:
             rows = conn.execute(query).all()
         for row in rows:
             image_id, size, hits, last_accessed, last_modified, checksum = row[:6]

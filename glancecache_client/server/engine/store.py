@@ -211,14 +211,14 @@ class ImageStore:
         """The image, or None for an unknown or malformed id."""
         if not is_image_id(image_id):
             return None
-        with self._db.connect() as conn:
+        with schema.reading(self._db) as conn:
             row = conn.execute(sa.select(schema.images).where(schema.images.c.id == image_id)).first()
         return None if row is None else _image_from_row(row)
 
     def list(self) -> list[Image]:
         """All images, newest first (ties by id)."""
         query = sa.select(schema.images).order_by(schema.images.c.created_at.desc(), schema.images.c.id)
-        with self._db.connect() as conn:
+        with schema.reading(self._db) as conn:
             return [_image_from_row(row) for row in conn.execute(query)]
 
     def set_status(self, image_id: str, status: str) -> Image:
@@ -326,12 +326,12 @@ class ImageStore:
         if extra:
             wanted = sa.or_(wanted, log.c.seq.in_(extra))
         query = sa.select(log.c.seq, log.c.image_id).where(wanted).order_by(log.c.seq)
-        with self._db.connect() as conn:
+        with schema.reading(self._db) as conn:
             return [(int(seq), str(image_id)) for seq, image_id in conn.execute(query)]
 
     def last_deletion(self) -> int:
         """The highest deletion sequence number so far (0 if no image was ever deleted)."""
-        with self._db.connect() as conn:
+        with schema.reading(self._db) as conn:
             return int(conn.execute(sa.select(sa.func.max(schema.image_deletions.c.seq))).scalar() or 0)
 
     # -- helpers ---------------------------------------------------------------------------------------

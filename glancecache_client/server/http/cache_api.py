@@ -49,7 +49,8 @@ def _image_not_found(image_id: str) -> HTTPError:
 def get_cache(req: ApiRequest) -> Reply:
     _enforce(req, "cache_list")
     engine = _engine(req)
-    return json_reply(200, {"cached_images": engine.list_cached(), "queued_images": engine.list_queued()})
+    cached, queued = engine.listing()
+    return json_reply(200, {"cached_images": cached, "queued_images": queued})
 
 
 def clear_cache(req: ApiRequest) -> Reply:

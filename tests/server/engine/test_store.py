@@ -164,3 +164,17 @@ def test_two_stores_share_one_catalogue(sqlite_db: sa.Engine, tmp_path: Path) ->
     seen = second.get(image.id)
     assert seen is not None and seen.status == "active"
     assert b"".join(second.iter_data(image.id)) == b"shared"
+
+
+def test_reads_do_not_wait_for_a_writer(store: ImageStore, sqlite_db: sa.Engine) -> None:
+    """A listing's reads (the catalogue, the deletion log) go on while another thread holds the write lock:
+    100 nodes of one process listing at once must not queue behind each other or behind an upload."""
+    image = store.create(name="seen")
+    done: list[object] = []
+    with sqlite_db.begin() as writer:  # BEGIN IMMEDIATE: holds SQLite's one write lock until the block ends
+        writer.execute(sa.text("SELECT 1"))
+        reader = threading.Thread(target=lambda: done.extend([store.get(image.id), store.deletions_after(0)]))
+        reader.start()
+        reader.join(timeout=5)  # hang detection only: with the old BEGIN IMMEDIATE reads waited 30 s
+        assert not reader.is_alive(), "a read waited for the writer"
+    assert done == [image, []]
