@@ -9,5 +9,6 @@ One hop to each part:
 - ``versions``: the version document and version negotiation;
 - ``cache_api``, ``image_api``, ``schema_api``: the route handlers;
 - ``context``, ``policy``: who is calling and what they may do;
-- ``identity``: the minimal Keystone v3 service served at ``/identity`` in keystone mode.
+- ``identity``: the minimal Keystone v3 service served at ``/identity`` in keystone mode;
+- ``documents``: reading the operator's JSON or YAML files (policy, users).
 """

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from ..engine.db import create_tables
 from .context import RequestContext
+from .documents import read_json_or_yaml
 from .faults import HTTPError, Reply
 from .request import Request, host_url
 
@@ -130,21 +131,7 @@ def load_users_file(path: Path | str) -> tuple[User, ...]:
     of the user's roles on that project, as Keystone's; ``id`` defaults to a stable id from user and name).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsersFileError(f"cannot read users file {path}: {exc.strerror or exc}") from None
-    data: object
-    try:
-        data = json.loads(text)
-    except ValueError:
-        try:
-            import yaml
-
-            data = yaml.safe_load(text)
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsersFileError(f"users file {path} is neither JSON nor YAML: {first}") from None
+    data = read_json_or_yaml(path, "users file", UsersFileError)
     entries = data.get("users") if isinstance(data, dict) else None
     if isinstance(entries, dict):
         entries = [{"name": name, **(spec or {})} for name, spec in entries.items()]

@@ -9,12 +9,12 @@ parentheses) and loading overrides from a JSON or YAML file. The 403 text is Gla
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .documents import read_json_or_yaml
 from .faults import HTTPError
 
 ADMIN = "role:admin"
@@ -182,21 +182,9 @@ class Policy:
 
 def load_policy_file(path: Path) -> dict[str, str]:
     """Read a JSON or YAML mapping of rule name to check string; PolicyError on anything else."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
-    data: object
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except ValueError:
-        try:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        except Exception as exc:  # yaml.YAMLError and friends
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise PolicyError(f"policy file {path} is neither JSON nor YAML: {first}") from None
+    data = read_json_or_yaml(path, "policy file", PolicyError)
+    if data is None:  # an empty file, or YAML holding only comments: no rules of its own
+        data = {}
     if not isinstance(data, dict):
         raise PolicyError(f"policy file {path} must hold a mapping of rule name to rule")
     rules: dict[str, str] = {}
