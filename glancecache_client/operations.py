@@ -319,6 +319,17 @@ def _each_image(
     return per_image
 
 
+def _prepare_wait(
+    cluster: Cluster, timeout: float, interval: float, action: str
+) -> tuple[float, float, tuple[Failure, ...]]:
+    """Checked wait settings, and a Failure per node that cannot cache on demand (pre-Yoga: only
+    glance-cache-prefetcher does), so a wait is refused before anything changes rather than waited out."""
+    timeout = validate_seconds(timeout)
+    interval = validate_seconds(interval, "interval")
+    checks = cluster.run(lambda client: client.check_can_wait())
+    return timeout, interval, () if checks.ok else _from_cluster(checks, action).failures
+
+
 def queue(
     cluster: Cluster,
     images: Sequence[str],
@@ -336,11 +347,9 @@ def queue(
     """
     ids, unresolved = _resolve(cluster, images, resolve_names, "queue")
     if wait:
-        timeout = validate_seconds(timeout)
-        interval = validate_seconds(interval, "interval")
-        checks = cluster.run(lambda client: client.check_can_wait())
-        if not checks.ok:
-            return Outcome(failures=unresolved + _from_cluster(checks, "queue (nothing queued)").failures)
+        timeout, interval, refusals = _prepare_wait(cluster, timeout, interval, "queue (nothing queued)")
+        if refusals:
+            return Outcome(failures=unresolved + refusals)
     done: list[Success[None]] = []
     failures = list(unresolved)
     for image_id, answers in _each_image(cluster, ids, lambda client, i: client.queue(i)).items():
@@ -439,11 +448,9 @@ def sync(
         )
         return Report(failures=(Failure("sync", refusal),))
     if wait and not dry_run:
-        timeout = validate_seconds(timeout)
-        interval = validate_seconds(interval, "interval")
-        checks = cluster.run(lambda client: client.check_can_wait())
-        if not checks.ok:
-            return Report(failures=_from_cluster(checks, "sync (nothing changed)").failures, images=desired)
+        timeout, interval, refusals = _prepare_wait(cluster, timeout, interval, "sync (nothing changed)")
+        if refusals:
+            return Report(failures=refusals, images=desired)
 
     def on_node(client: CacheClient) -> list[tuple[SyncStep, errors.GlanceCacheError | None]]:
         state = client.list()
@@ -507,7 +514,7 @@ def _desired_set(
 def _plan(state: CacheState, desired: Sequence[str], exact: bool) -> list[SyncStep]:
     """Removals first (they make room), then each desired image: keep what is cached or queued, queue the rest."""
     cached = {image.image_id for image in state.cached}
-    queued = set(state.queued)
+    present = cached | set(state.queued)
     wanted = set(desired)
     plan: list[SyncStep] = []
     if exact:
@@ -522,7 +529,7 @@ def _plan(state: CacheState, desired: Sequence[str], exact: bool) -> list[SyncSt
             if image_id not in wanted and image_id not in cached
         ]
     for image_id in desired:
-        plan.append(SyncStep(state.node, image_id, "keep" if image_id in cached | queued else "queue"))
+        plan.append(SyncStep(state.node, image_id, "keep" if image_id in present else "queue"))
     return plan
 
 

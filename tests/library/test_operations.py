@@ -155,3 +155,17 @@ def test_clear_without_the_list_permission_clears_and_reports_unknown_counts(tmp
             outcome = operations.clear(cluster)
         assert outcome.ok and [(r.cached, r.queued) for r in outcome.values] == [(None, None)]
         assert reference.nodes[0].engine.list_queued() == []  # the clear happened
+
+
+def test_queue_and_sync_refuse_to_wait_on_a_pre_yoga_node_before_changing_anything(tmp_path: Path) -> None:
+    # The core's one wait pre-flight: a node where only glance-cache-prefetcher caches queued images.
+    with run_cluster(nodes=1, auth="noauth", data_dir=tmp_path, legacy_only=True, cache_workers=0) as running:
+        image = running.upload_image(b"legacy " * 32, name="legacy")
+        with Cluster([running.url]) as cluster:
+            queued = operations.queue(cluster, [image], wait=True, timeout=60)
+            synced = operations.sync(cluster, [image], wait=True, timeout=60)
+            assert cluster.list().values[0].queued == ()  # nothing was queued by either
+    for outcome, action in ((queued, "queue (nothing queued)"), (synced, "sync (nothing changed)")):
+        assert not outcome.successes
+        (failure,) = outcome.failures
+        assert isinstance(failure.error, errors.CannotWait) and failure.action == action
