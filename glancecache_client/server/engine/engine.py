@@ -9,10 +9,11 @@ Directory layout (as Glance)::
     <cache_dir>/queue/<image_id>       zero-byte "please cache" markers, listed by mtime
     <cache_dir>/.locks/                lock files serialising prune and clean across processes
 
-Public API (used by the http side and the runner): ``CacheEngine`` with ``start``, ``close``, ``list_cached``,
-``list_queued``, ``is_cached``, ``is_queued``, ``queue``, ``legacy_queue``, ``delete``, ``delete_queued``,
-``delete_all_cached``, ``delete_all_queued``, ``clean``, ``prune``, ``cached_nodes``, ``open_cached``,
-``caching_iter``, ``purge_image``, ``sync_deletions``, ``wait_idle`` and ``stats``; the attribute ``driver``.
+Public API (used by the http side and the runner): ``CacheEngine`` with ``start``, ``close``, ``listing``,
+``list_cached``, ``list_cached_json``, ``list_queued``, ``is_cached``, ``is_queued``, ``queue``, ``legacy_queue``,
+``delete``, ``delete_queued``, ``delete_all_cached``, ``delete_all_queued``, ``clean``, ``prune``, ``cached_nodes``,
+``open_cached``, ``caching_iter``, ``purge_image``, ``sync_deletions``, ``wait_idle`` and ``stats``; the attribute
+``driver``.
 A fill (``fill.Fill``) reaches the engine only through ``fill.FillHost``: ``fill_paths``, ``now``, ``state_lock``,
 ``cancellation``, ``image_unchanged``, ``take_queue_file``, ``restore_queue_file`` and ``fill_ended``.
 Every event (queued, fill started/finished/failed, deleted, purged, prune, clean, clear, repairs) is logged
@@ -92,7 +93,7 @@ from glancecache_client.server.engine.fill import (
     verify,
 )
 from glancecache_client.server.engine.locks import KeyedLocks
-from glancecache_client.server.engine.registry import CacheRegistry
+from glancecache_client.server.engine.registry import CacheRegistry, Listing
 from glancecache_client.server.engine.store import Image, ImageStore, is_image_id
 from glancecache_client.server.logs import event
 
@@ -220,28 +221,33 @@ class CacheEngine:
 
     # -- listing ---------------------------------------------------------------------------------------
 
-    def listing(self) -> tuple[list[dict[str, object]], list[str]]:
-        """``(list_cached(), list_queued())`` after one read of the deletion log, not two: that read is a third
-        of a listing's work, and a server hosting 100 nodes answers 100 listings at once."""
+    def listing(self) -> tuple[str, list[str]]:
+        """GET /v2/cache: the JSON text of ``list_cached()`` (byte for byte ``json.dumps`` of it, see
+        ``Listing.json``) and ``list_queued()``, after one read of the deletion log, not two: that read is a third
+        of a small listing's work, and a server hosting 100 nodes answers 100 listings at once."""
         self.sync_deletions()
-        return self._cached_entries(), self._queued_ids()
+        return self._cached_listing().json(), self._queued_ids()
 
     def list_cached(self) -> list[dict[str, object]]:
         """This node's entries in Glance 33's wire shape for the driver (see ``CacheEntry.wire``)."""
         self.sync_deletions()
-        return self._cached_entries()
+        return self._cached_listing().wire()
+
+    def list_cached_json(self) -> str:
+        """``list_cached()`` as JSON text, as ``listing`` writes it."""
+        self.sync_deletions()
+        return self._cached_listing().json()
 
     def list_queued(self) -> list[str]:
         """Queued image ids, oldest queue file first (ties by id)."""
         self.sync_deletions()
         return self._queued_ids()
 
-    def _cached_entries(self) -> list[dict[str, object]]:
-        rows = self.registry.wire_entries()
+    def _cached_listing(self) -> Listing:
+        listing = self.registry.listing()
         # Scanned after the query: a fill renames its file before inserting its row, so every row read
         # above whose entry still exists has its file seen here.
-        present = self._file_names(self.cache_dir)
-        return [row for row in rows if row["image_id"] in present]
+        return listing.only(self._file_names(self.cache_dir))
 
     def _queued_ids(self) -> list[str]:
         found: list[tuple[int, str]] = []
