@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from glancecache_client.server.engine import registry as registry_module
-from glancecache_client.server.engine.registry import CENTRALIZED, SQLITE, CacheRegistry, Listing
+from glancecache_client.server.engine.registry import CENTRALIZED, SQLITE, CacheRegistry, Listing, RowTexts
 
 from .conftest import NodeFactory
 
@@ -30,14 +30,14 @@ def _old_body(registry: CacheRegistry) -> str:
     return json.dumps([entry.wire(registry.driver) for entry in registry.entries()])
 
 
-def _fill_oddly(registry: CacheRegistry, count: int = 12) -> list[str]:
+def _fill_oddly(registry: CacheRegistry, count: int = 12, times: list[float] = ODD_TIMES) -> list[str]:
     ids = [str(uuid.uuid4()) for _ in range(count)]
     for index, image_id in enumerate(ids):
         checksum = None if index % 3 == 0 else uuid.uuid4().hex
-        stamp = ODD_TIMES[index % len(ODD_TIMES)]
+        stamp = times[index % len(times)]
         assert registry.add(image_id, size=ODD_SIZES[index % len(ODD_SIZES)], checksum=checksum, now=stamp)
         if index % 2:
-            assert registry.record_hit(image_id, now=ODD_TIMES[(index * 5) % len(ODD_TIMES)])
+            assert registry.record_hit(image_id, now=times[(index * 5) % len(times)])
     return ids
 
 
@@ -123,6 +123,61 @@ def test_any_rows_give_json_dumps_of_their_dicts(
 ) -> None:
     for driver, rows in ((SQLITE, sqlite_rows), (CENTRALIZED, centralized_rows)):
         listing = Listing(driver, rows)
+        assert listing.json() == json.dumps(listing.wire())
+
+
+def test_a_listing_reuses_the_texts_of_rows_unchanged_since_the_last(
+    monkeypatch: pytest.MonkeyPatch, shared_db: sa.Engine
+) -> None:
+    registry = CacheRegistry.centralized(shared_db, "http://a")
+    ids = _fill_oddly(registry, times=[time for time in ODD_TIMES if time])  # a zero time is never remembered
+    assert registry.listing().json() == _old_body(registry)
+    written: list[int] = []
+    real_written = registry_module._written
+
+    def counting(driver: str, rows: list[tuple[Any, ...]]) -> Any:
+        written.append(len(rows))
+        return real_written(driver, rows)
+
+    monkeypatch.setattr(registry_module, "_written", counting)
+    assert registry.listing().json() == _old_body(registry)
+    assert registry.record_hit(ids[4], now=1_800_000_000.5)
+    registry.add(str(uuid.uuid4()), size=3, checksum=None, now=2.5)
+    assert registry.listing().json() == _old_body(registry)
+    assert written == [2]  # nothing new the second time, then the row hit and the row added
+
+
+def test_rows_equal_to_remembered_ones_get_the_text_their_own_values_give() -> None:
+    """5 and 5.0 and True are equal keys and write alike after wire's int()/float(); 0.0 and -0.0 do not."""
+    image_id = str(uuid.uuid4())
+    memo = RowTexts()
+    listings = [
+        [(image_id, 1, 5.0, 0.5, 4)],
+        [(image_id, True, 5, 0.5, 4.0)],  # equal to the first row: a memo hit, and the same text
+        [(image_id, 1, 0.0, 0.5, 4)],
+        [(image_id, 1, -0.0, 0.5, 4)],  # equal to the previous row, but "-0.0"
+        [(image_id, 1, 0.0, 0.5, 4)],
+    ]
+    for rows in listings:
+        listing = Listing(SQLITE, rows, memo)
+        assert listing.json() == json.dumps(listing.wire()), rows
+    assert memo.texts  # the memo was in use
+
+
+_pooled_times = st.sampled_from([0.0, -0.0, 5.0, 5, 1e16, 0.1, float("nan"), True])
+_pooled_ints = st.sampled_from([0, 1, 1.0, True, False, 2**53])
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from(["a", "b"]), _pooled_ints, _pooled_times, _pooled_times, _pooled_ints)),
+        max_size=6,
+    )
+)
+def test_listings_sharing_a_memo_give_json_dumps_of_their_dicts(listings: list[list[tuple[Any, ...]]]) -> None:
+    memo = RowTexts()
+    for rows in listings:
+        listing = Listing(SQLITE, rows, memo)
         assert listing.json() == json.dumps(listing.wire())
 
 
