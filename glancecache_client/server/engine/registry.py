@@ -260,7 +260,7 @@ class CacheRegistry:
         self._db = db
         self._owns_engine = owns_engine
         self._node_id: int | None = None
-        self._listing_statement: str | None = None
+        self._statements: dict[tuple[str, ...], str] = {}  # SQL of _raw_rows, by columns
         self._row_texts = RowTexts()
         if driver == CENTRALIZED:
             self._table = schema.cached_images
@@ -346,29 +346,40 @@ class CacheRegistry:
         return [CacheEntry(*values) for values in self._values()]
 
     def listing(self) -> Listing:
-        """This node's rows, in ``entries`` order, for ``[entry.wire(driver) for entry in entries()]``.
+        """This node's rows, in ``entries`` order, for ``[entry.wire(driver) for entry in entries()]``."""
+        return Listing(self.driver, self._raw_rows(_SHAPES[self.driver].keys), self._row_texts)
 
-        One SELECT of the wire's columns, read through the DBAPI cursor: SQLAlchemy's result rows cost as
-        much as the query here (listings of 10,000 rows are the case that matters).
+    def by_last_access(self) -> list[tuple[float, float, str, int]]:
+        """``(last_accessed, last_modified, image_id, size)`` of each of this node's rows (prune's order is
+        theirs, sorted), without building entries."""
+        rows = self._raw_rows(("last_accessed", "last_modified", "image_id", "size"))
+        return [
+            (float(accessed), float(modified), str(image_id), int(size))
+            for accessed, modified, image_id, size in rows
+        ]
+
+    def _raw_rows(self, keys: tuple[str, ...]) -> Sequence[tuple[Any, ...]]:
+        """This node's rows as the DBAPI gives them: columns ``keys``, in ``entries`` order.
+
+        Read through the DBAPI cursor: SQLAlchemy's result rows cost as much as the query here (listings of
+        10,000 rows are the case that matters).
         """
+        sql = self._statements.get(keys)
+        if sql is None:
+            t = self._table
+            order = t.c.id if self.driver == CENTRALIZED else t.c.image_id
+            query = sa.select(*(t.c[key] for key in keys)).where(self._scoped()).order_by(order)
+            # The node id is the only parameter: an int, safe to write into the SQL as a literal.
+            sql = self._statements[keys] = str(
+                query.compile(dialect=self._db.dialect, compile_kwargs={"literal_binds": True})
+            )
         with schema.reading(self._db) as conn:
-            result = conn.exec_driver_sql(self._listing_sql())
+            result = conn.exec_driver_sql(sql)
             try:
-                rows = result.cursor.fetchall()
+                rows: Sequence[tuple[Any, ...]] = result.cursor.fetchall()
             finally:
                 result.close()
-        return Listing(self.driver, rows, self._row_texts)
-
-    def _listing_sql(self) -> str:
-        if self._listing_statement is None:
-            t = self._table
-            columns = [t.c[key] for key in _SHAPES[self.driver].keys]
-            order = t.c.id if self.driver == CENTRALIZED else t.c.image_id
-            query = sa.select(*columns).where(self._scoped()).order_by(order)
-            # The node id is the only parameter: an int, safe to write into the SQL as a literal.
-            compiled = query.compile(dialect=self._db.dialect, compile_kwargs={"literal_binds": True})
-            self._listing_statement = str(compiled)
-        return self._listing_statement
+        return rows
 
     def record_hit(self, image_id: str, now: float | None = None, checksum: str | None = None) -> bool:
         """hits + 1 and last_accessed = now, atomically in SQL. False if the image has no row (or, with
