@@ -23,6 +23,7 @@ The registry does not look at files: keeping rows and files consistent is the en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -194,16 +195,19 @@ class Listing:
         if not rows:
             return "[]"
         known = self.memo.texts if self.memo is not None else {}
-        try:
-            texts: list[str | None] = list(map(known.get, rows))
-        except TypeError:  # an unhashable value: nothing to reuse (and the checks below will not pass it)
-            texts = [None] * len(rows)
-        if None in texts:
-            fresh = [row for row, text in zip(rows, texts, strict=True) if text is None]
+        texts: list[str | None] | None = None
+        if known:
+            with contextlib.suppress(TypeError):  # an unhashable value: nothing to reuse (nor will it pass below)
+                texts = list(map(known.get, rows))
+        if texts is None or None in texts:
+            if texts is None:
+                fresh = list(rows)
+            else:
+                fresh = [row for row, text in zip(rows, texts, strict=True) if text is None]
             written = _written(self.driver, fresh)
             if written is None:
                 return json.dumps(self.wire())
-            if len(fresh) == len(rows):
+            if texts is None or len(fresh) == len(rows):
                 texts = list(written)
             else:
                 pending = iter(written)
