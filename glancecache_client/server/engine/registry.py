@@ -200,31 +200,24 @@ class Listing:
             with contextlib.suppress(TypeError):  # an unhashable value: nothing to reuse (nor will it pass below)
                 texts = list(map(known.get, rows))
         if texts is None or None in texts:
-            if texts is None:
-                fresh = list(rows)
-            else:
-                fresh = [row for row, text in zip(rows, texts, strict=True) if text is None]
+            fresh = rows if texts is None else [row for row, text in zip(rows, texts, strict=True) if text is None]
             written = _written(self.driver, fresh)
             if written is None:
                 return json.dumps(self.wire())
+            new_texts, memorable = written
             if texts is None or len(fresh) == len(rows):
-                texts = list(written)
+                texts = list(new_texts)
             else:
-                pending = iter(written)
+                pending = iter(new_texts)
                 texts = [next(pending) if text is None else text for text in texts]
-            if self.memo is not None and written.memorable:
+            if self.memo is not None and memorable:
                 self.memo.texts = dict(zip(rows, cast("list[str]", texts), strict=True))
         return "[" + ", ".join(cast("list[str]", texts)) + "]"  # every None was replaced
 
 
-class _Written(list[str]):
-    """Rows' texts; ``memorable`` unless a float column held a zero (-0.0 == 0.0 but its text differs)."""
-
-    memorable = True
-
-
-def _written(driver: str, rows: list[tuple[Any, ...]]) -> _Written | None:
-    """Each row's JSON text from the driver's template, or None if a value is not one it spells as json does."""
+def _written(driver: str, rows: Sequence[tuple[Any, ...]]) -> tuple[list[str], bool] | None:
+    """Each row's JSON text from the driver's template, and whether the texts may be remembered (not if a float
+    column held a zero: -0.0 == 0.0 but its text differs); None if a value is not one it spells as json does."""
     shape = _SHAPES[driver]
     nulls, memorable = False, True
     for kind, column in zip(shape.kinds, zip(*rows, strict=True), strict=True):
@@ -238,11 +231,8 @@ def _written(driver: str, rows: list[tuple[Any, ...]]) -> _Written | None:
             memorable = False
     template, null_template = shape.template, shape.null_template
     if nulls and null_template is not None:
-        written = _Written([(template if row[-1] is not None else null_template) % row for row in rows])
-    else:
-        written = _Written([template % row for row in rows])
-    written.memorable = memorable
-    return written
+        return [(template if row[-1] is not None else null_template) % row for row in rows], memorable
+    return [template % row for row in rows], memorable
 
 
 def _plain(kind: str, column: tuple[Any, ...]) -> bool:
