@@ -10,8 +10,13 @@ is shared/peers/real-glance/start.sh (noauth, centralized_db). Measured on each:
     --repeat fills from an empty entry, after one untimed fill;
 (c) peak memory of the server's process tree while it fills a 1 GiB image into its cache (VmHWM reset through
     /proc/PID/clear_refs, sum of VmRSS sampled every 10 ms, PSS from smaps_rollup);
-(d) GET /v2/cache and POST /v2/cache/prune with N cache entries (N tiny images cached by a first download: Glance 33
-    on SQLite takes ~150 ms per image and cannot take them concurrently, so N defaults to 1,000, the same for all).
+(d) GET /v2/cache and POST /v2/cache/prune with N cache entries (default 1,000): ours gets N tiny images cached by
+    a first download through its API; Glance 33 gets them written straight into its cache directory and its
+    database's cached_images table (about a second for 10,000; through its API, on SQLite, it caches ~7 images/s,
+    one at a time: --glance-load api).
+
+Every transfer of (b) also reports the CPU-seconds of the server's process tree (all threads, from /proc) and of
+curl (this process's waited-for children), per 256 MiB.
 
 Dirty pages are written back (sync) before each timed transfer, so no step pays for the previous one's writes.
 The two Glance fronts run one after the other on the same port and data directory (the cache registry is keyed by
@@ -20,25 +25,31 @@ them (prune is measured once for Glance: its front only carries a 40-byte answer
 
     .venv/bin/python benchmarks/bench_server.py [--quick] [--skip-glance] [--glance-modes router,http11]
                                                 [--entries N] [--repeat N] [--parts abcd] [--glance-entries N]
+                                                [--glance-load direct|api]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
+import resource
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -152,6 +163,36 @@ def pids_running(argument: str) -> list[int]:
 
 
 # -- measuring tools -------------------------------------------------------------------------------------
+
+
+def children_cpu() -> float:
+    """CPU-seconds (user + system) of this process's waited-for children so far (curl, cat)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root_pid: int) -> float:
+    """CPU-seconds (user + system, every thread) spent so far by the live processes of a process tree."""
+    total = 0
+    for pid in process_tree(root_pid):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / CLOCK_TICKS
+
+
+@dataclass
+class CpuSample:
+    """CPU-seconds of one transfer on each side: the server's process tree and the client (curl)."""
+
+    server: float
+    client: float
 
 
 def curl(*args: str) -> tuple[int, int, float]:
@@ -283,6 +324,7 @@ class Bench:
         self.data = data
         self.http = httpx.Client(base_url=server.url, timeout=900)
         self.results = Results()
+        self.cpu_samples: list[CpuSample] = []
 
     def close(self) -> None:
         self.http.close()
@@ -342,16 +384,33 @@ class Bench:
         keeps the first server measured from paying alone for guest memory and disk paths touched the first time
         (up to twice the steady figure), which the servers measured after it would find warm.
         """
-        samples = []
+        samples, cpu = [], []
         for attempt in range(self.args.repeat + 1):
             self.http.delete(f"/v2/cache/{image_id}").raise_for_status()
             settle()
-            seconds = fill(image_id)
+            seconds, used = self.with_cpu(lambda: fill(image_id))
             if attempt:
                 samples.append(seconds)
+                cpu.append(used)
         settle()
-        self.log(f"fills of {image_id[:8]}: {', '.join(f'{seconds:.2f}' for seconds in samples)} s")
+        self.log(
+            f"fills of {image_id[:8]}: {', '.join(f'{seconds:.2f}' for seconds in samples)} s; CPU-s server "
+            f"{', '.join(f'{c.server:.2f}' for c in cpu)}, client {', '.join(f'{c.client:.2f}' for c in cpu)}"
+        )
+        self.cpu_samples = cpu
         return statistics.median(samples)
+
+    def with_cpu(self, transfer: Callable[[], float]) -> tuple[float, CpuSample]:
+        """Run ``transfer``; its result and the CPU-seconds the server's process tree and curl spent meanwhile."""
+        server, client = tree_cpu(self.server.pid), children_cpu()
+        seconds = transfer()
+        return seconds, CpuSample(tree_cpu(self.server.pid) - server, children_cpu() - client)
+
+    def record_cpu(self, key: str, samples: list[CpuSample]) -> None:
+        """Median CPU-seconds of a transfer per side, scaled to 256 MiB (the --quick image is smaller)."""
+        scale = 256 / self.args.medium_mib
+        self.results.values[f"{key}_cpu"] = statistics.median(c.server for c in samples) * scale
+        self.results.values[f"{key}_client_cpu"] = statistics.median(c.client for c in samples) * scale
 
     def download(self, image_id: str, expected: int) -> float:
         status, size, seconds = curl(f"{self.server.url}/v2/images/{image_id}/file")
@@ -409,9 +468,17 @@ class Bench:
         cat_seconds(store_file)  # warm the page cache
         values["cat"] = statistics.median(cat_seconds(store_file) for _ in range(self.args.repeat))
         values["fill_put"] = self.median_fill(by_queue, self.fill_by_queue)
+        self.record_cpu("fill_put", self.cpu_samples)
         values["fill_download"] = self.median_fill(by_download, lambda image_id: self.fill_by_download(image_id, size))
+        self.record_cpu("fill_download", self.cpu_samples)
         self.download(by_queue, size)  # warm-up read of the cached file
-        values["hit"] = statistics.median(self.download(by_queue, size) for _ in range(self.args.repeat))
+        hits = [self.with_cpu(lambda: self.download(by_queue, size)) for _ in range(self.args.repeat)]
+        values["hit"] = statistics.median(seconds for seconds, _ in hits)
+        self.record_cpu("hit", [used for _, used in hits])
+        self.log(
+            f"hits {', '.join(f'{seconds:.3f}' for seconds, _ in hits)} s; CPU-s server "
+            f"{', '.join(f'{c.server:.3f}' for _, c in hits)}, client {', '.join(f'{c.client:.3f}' for _, c in hits)}"
+        )
         self.log(
             f"upload {values['upload']:.2f} s, fill {values['fill_put']:.2f} s, first download "
             f"{values['fill_download']:.2f} s, hit {values['hit']:.3f} s, cat {values['cat']:.3f} s"
@@ -456,6 +523,43 @@ class Bench:
         while len(self.cached_ids()) < count and time.monotonic() < deadline:
             time.sleep(0.1)
         self.log(f"{count} entries built in {time.perf_counter() - started:.1f} s")
+
+    def load_glance_entries(self, count: int) -> None:
+        """Give the running Glance 33 (centralized_db driver) ``count`` cached entries directly, in seconds.
+
+        What its cache holds per cached image (glance/image_cache/drivers/centralized_db.py): a file named by the
+        image id in ``image_cache_dir`` and a ``cached_images`` row of its database (image id, size, checksum,
+        hits, last_accessed, last_modified) under the ``node_reference`` row of its ``worker_self_reference_url``.
+        ``GET /v2/cache`` lists those rows; prune sums the files' sizes and removes the least recently accessed
+        entry (file and row) until under ``image_cache_max_size``; neither reads the ``images`` table. Through the
+        API, Glance on SQLite caches ~7 images/s one at a time (~25 min for 10,000): this writes the same state in
+        seconds, each entry's last_accessed one microsecond after the previous one's, as a first download would.
+        """
+        self.clear_cache()
+        started = time.perf_counter()
+        payload = b"e" * 1024
+        checksum = hashlib.md5(payload, usedforsecurity=False).hexdigest()
+        cache_dir = self.server.root / "cache"
+        image_ids = [str(uuid.uuid4()) for _ in range(count)]
+        for image_id in image_ids:
+            (cache_dir / image_id).write_bytes(payload)
+        # SQLAlchemy's text form of a DateTime on SQLite; Glance stores naive UTC (oslo's utcnow).
+        base = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=60)
+        stamps = [(base + timedelta(microseconds=i)).strftime("%Y-%m-%d %H:%M:%S.%f") for i in range(count)]
+        with contextlib.closing(sqlite3.connect(self.server.root / "glance.sqlite", timeout=60)) as db, db:
+            db.execute("INSERT OR IGNORE INTO node_reference (node_reference_url) VALUES (?)", (self.server.url,))
+            (node_id,) = db.execute(
+                "SELECT node_reference_id FROM node_reference WHERE node_reference_url = ?", (self.server.url,)
+            ).fetchone()
+            db.executemany(
+                "INSERT INTO cached_images (image_id, last_accessed, last_modified, size, hits, checksum,"
+                " node_reference_id) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                [(image_id, stamp, stamp, len(payload), checksum, node_id) for image_id, stamp in zip(image_ids, stamps)],
+            )
+        found = len(self.cached_ids())
+        if found != count:
+            raise RuntimeError(f"{self.server.name}: {found} entries listed after loading {count}")
+        self.log(f"{count} entries loaded into its cache directory and database in {time.perf_counter() - started:.1f} s")
 
     def list_entries(self, count: int) -> None:
         times = []
@@ -502,7 +606,14 @@ def bench_glance(root: Path, args: argparse.Namespace, data: dict[str, Path], ma
     """Glance fronts one after the other on one port and data dir: the entries of (d) carry over."""
     port, glance_root, results = free_port(), root / "glance33", {}
     modes, parts = args.glance_modes, args.parts
-    entries = "d" in parts and args.entries <= args.glance_entries
+    entries = "d" in parts and (args.glance_entries is None or args.entries <= args.glance_entries)
+
+    def load(bench: Bench) -> None:
+        if args.glance_load == "api":
+            bench.build_entries(args.entries, concurrency=1)  # SQLite: "database is locked"
+        else:
+            bench.load_glance_entries(args.entries)
+
     for position, mode in enumerate(modes):
         first, last = position == 0, position == len(modes) - 1
         print(f"glance33: start.sh, RG_HTTP_MODE={mode}", file=sys.stderr, flush=True)
@@ -513,13 +624,12 @@ def bench_glance(root: Path, args: argparse.Namespace, data: dict[str, Path], ma
                     bench.list_entries(args.entries)
                 if last and entries:
                     if first:
-                        bench.clear_cache()
-                        bench.build_entries(args.entries, concurrency=1)  # SQLite: "database is locked"
+                        load(bench)
                         bench.list_entries(args.entries)
                     bench.prune_entries(args.entries)
                 bench.transfer_parts()
                 if first and not last and entries:
-                    bench.build_entries(args.entries, concurrency=1)
+                    load(bench)
                     bench.list_entries(args.entries)
             finally:
                 bench.close()
@@ -535,6 +645,11 @@ ROWS: list[tuple[str, str, str]] = [
     ("fill_download", "(b) cache fill {medium}: first full download (tee)", "cat"),
     ("hit", "(b) cache-hit full download {medium} (median)", "cat"),
     ("cat", "(b) cat FILE > /dev/null, {medium} store file (median)", "info"),
+    ("fill_put_cpu", "(b) server CPU-s per 256 MiB: PUT fill (median)", "cpu"),
+    ("fill_download_cpu", "(b) server CPU-s per 256 MiB: tee fill (median)", "cpu"),
+    ("fill_download_client_cpu", "(b) curl CPU-s per 256 MiB: tee fill (median)", "info-cpu"),
+    ("hit_cpu", "(b) server CPU-s per 256 MiB: cache hit (median)", "cpu"),
+    ("hit_client_cpu", "(b) curl CPU-s per 256 MiB: cache hit (median)", "info-cpu"),
     ("fill_large", "(c) cache fill {large}: PUT /v2/cache/ID until listed", "time"),
     ("rss_before", "(c) RSS before the {large} fill (MiB)", "info"),
     ("rss_fill", "(c) peak RSS filling {large} (MiB, process tree)", "mib"),
@@ -555,7 +670,12 @@ def show(results: Results | None, key: str, kind: str) -> str:
     if key not in results.values:
         return "-"
     value = results.values[key]
-    text = f"{value:.0f}" if kind in ("mib",) or key.startswith(("rss", "pss")) else show_seconds(value)
+    if kind in ("cpu", "info-cpu"):
+        text = f"{value:.3f} CPU-s"
+    elif kind in ("mib",) or key.startswith(("rss", "pss")):
+        text = f"{value:.0f}"
+    else:
+        text = show_seconds(value)
     if kind == "cat" and results.values.get("cat"):
         text += f" ({value / results.values['cat']:.1f}x cat)"
     if key in results.notes:
@@ -580,7 +700,7 @@ def table(ours: Results, glance: dict[str, Results | None], args: argparse.Names
         best = min(measured) if measured else EARLIER_GLANCE[key] if earlier else None
         mine = ours.values.get(key)
         versus = goal = ""
-        if mine is not None and kind != "info":
+        if mine is not None and not kind.startswith("info"):
             if best:
                 versus = f"{mine / best:.2f}x" + (" (earlier figure)" if earlier else "")
             faster = best is not None and mine < best
@@ -616,8 +736,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="repetitions of the transfers (default 3; --quick 1)")
     parser.add_argument("--parts", default="abcd", help="measurements to run, e.g. 'b' or 'ad' (default abcd)")
     parser.add_argument(
-        "--glance-entries", type=int, default=1000,
-        help="largest --entries that Glance 33 is loaded with for (d) (default 1000: it takes ~7 images/s)",
+        "--glance-entries", type=int, default=None,
+        help="largest --entries that Glance 33 is loaded with for (d) (default: any)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--glance-load", choices=("direct", "api"), default="direct",
+        help="how Glance 33 gets the (d) entries: written into its cache directory and database (default, seconds "
+             "for 10,000), or through its API like ours (~7 images/s)",
     )  # fmt: skip
     args = parser.parse_args()
     args.medium_mib, args.large_mib = (32, 128) if args.quick else (256, 1024)
@@ -661,18 +786,16 @@ def main() -> None:
     print(table(ours, glance, args))
     if args.glance_modes and len(args.glance_modes) > 1:
         print(f"(d) prune is measured once for Glance 33, in its last phase ({args.glance_modes[-1]}).")
-    if args.glance_modes and "d" in args.parts and args.entries > args.glance_entries:
-        print(
-            f"(d) Glance 33 is not loaded with {args.entries:,} entries (more than --glance-entries "
-            f"{args.glance_entries:,}): at ~7 images/s that alone would take ~{args.entries / 7 / 60:.0f} min."
-        )
-    elif "d" in args.parts and args.entries < 10_000:
-        print(
-            f"(d) uses {args.entries:,} entries for every server, not 10,000: Glance 33 on SQLite builds them one at "
-            "a time (~7 images/s; concurrent requests fail with 'database is locked'), so 10,000 would take ~25 min "
-            "per run. --entries 10000 measures the full count."
-        )
-
+    if args.glance_modes and "d" in args.parts:
+        if args.glance_entries is not None and args.entries > args.glance_entries:
+            print(f"(d) Glance 33 is not loaded with {args.entries:,} entries (more than --glance-entries "
+                  f"{args.glance_entries:,}).")  # fmt: skip
+        elif args.glance_load == "direct":
+            print(
+                f"(d) ours gets its {args.entries:,} entries through its API (create, upload, first download); "
+                "Glance 33 gets them written straight into its cache directory and cached_images table (through "
+                "its API it caches ~7 images/s)."
+            )
 
 if __name__ == "__main__":
     main()
