@@ -554,12 +554,16 @@ class Bench:
             db.executemany(
                 "INSERT INTO cached_images (image_id, last_accessed, last_modified, size, hits, checksum,"
                 " node_reference_id) VALUES (?, ?, ?, ?, 0, ?, ?)",
-                [(image_id, stamp, stamp, len(payload), checksum, node_id) for image_id, stamp in zip(image_ids, stamps)],
+                [
+                    (image_id, stamp, stamp, len(payload), checksum, node_id)
+                    for image_id, stamp in zip(image_ids, stamps, strict=True)
+                ],
             )
         found = len(self.cached_ids())
         if found != count:
             raise RuntimeError(f"{self.server.name}: {found} entries listed after loading {count}")
-        self.log(f"{count} entries loaded into its cache directory and database in {time.perf_counter() - started:.1f} s")
+        seconds = time.perf_counter() - started
+        self.log(f"{count} entries loaded into its cache directory and database in {seconds:.1f} s")
 
     def list_entries(self, count: int) -> None:
         times = []
@@ -796,6 +800,7 @@ def main() -> None:
                 "Glance 33 gets them written straight into its cache directory and cached_images table (through "
                 "its API it caches ~7 images/s)."
             )
+
 
 if __name__ == "__main__":
     main()
