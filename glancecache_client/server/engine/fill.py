@@ -357,36 +357,24 @@ class FileTee:
         self._lock = threading.Lock()
         self._outcome: str | None = None  # "" once sent; the abort reason otherwise
         self._decided = threading.Event()
-        # An image of one read or less is filled on the sender's thread when the download ends: no thread.
-        self._thread: threading.Thread | None = None
-        self._inline = threading.Lock()
-        if size > COPY_CHUNK:
-            self._thread = threading.Thread(target=self._run, name=f"tee-{fill.image.id[:8]}", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._run, name=f"tee-{fill.image.id[:8]}", daemon=True)
+        self._thread.start()
 
     def sent(self) -> None:
         """The download is complete (but for what the sender holds back): verify and commit, then return."""
         self._decide("")
-        self._wait()
+        self._thread.join()
 
     def close(self) -> None:
         """The download ended without ``sent()``: abort the fill (a no-op after ``sent``). Never raises."""
         self._decide(CLIENT_GONE)
-        self._wait()
+        self._thread.join()
 
     def _decide(self, outcome: str) -> None:
         with self._lock:
             if self._outcome is None:
                 self._outcome = outcome
                 self._decided.set()
-
-    def _wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            return
-        with self._inline:  # the first caller runs the fill; a later one finds it ended
-            if self._fd >= 0:
-                self._run()
 
     def _run(self) -> None:
         fill = self.fill
@@ -416,7 +404,6 @@ class FileTee:
             with contextlib.suppress(Exception):
                 fill.abort("an unexpected error in the fill", level=logging.ERROR)
         finally:
-            fd, self._fd = self._fd, -1
             with contextlib.suppress(OSError):
-                os.close(fd)
+                os.close(self._fd)
             self._release()
