@@ -7,7 +7,8 @@ is shared/peers/real-glance/start.sh (noauth, centralized_db). Measured on each:
 (b) a 256 MiB image: upload, cache fill through PUT /v2/cache/{id} (polling until cached), cache fill through the
     first full download (which tees into the cache), cache-hit full download, all with curl, each also shown as a
     multiple of ``cat FILE > /dev/null`` on the store file (page cache warm); both fills are the median of
-    --repeat fills from an empty entry, after one untimed fill;
+    --repeat fills from an empty entry, after one untimed fill. With Glance measured, a server of ours runs beside
+    each Glance front and their samples alternate (``image_timings``), so both meet the same machine load;
 (c) peak memory of the server's process tree while it fills a 1 GiB image into its cache (VmHWM reset through
     /proc/PID/clear_refs, sum of VmRSS sampled every 10 ms, PSS from smaps_rollup);
 (d) GET /v2/cache and POST /v2/cache/prune with N cache entries (default 1,000): ours gets N tiny images cached by
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import os
 import resource
@@ -324,7 +326,6 @@ class Bench:
         self.data = data
         self.http = httpx.Client(base_url=server.url, timeout=900)
         self.results = Results()
-        self.cpu_samples: list[CpuSample] = []
 
     def close(self) -> None:
         self.http.close()
@@ -377,40 +378,25 @@ class Bench:
             self.results.notes["fill_download"] = "not cached"
         return seconds
 
-    def median_fill(self, image_id: str, fill: Callable[[str], float]) -> float:
-        """Median of --repeat fills of ``image_id``, each from an empty entry, after one untimed fill.
-
-        Like every transfer here, a median: one sample swings by a third on this VM. The untimed first fill
-        keeps the first server measured from paying alone for guest memory and disk paths touched the first time
-        (up to twice the steady figure), which the servers measured after it would find warm.
-        """
-        samples, cpu = [], []
-        for attempt in range(self.args.repeat + 1):
-            self.http.delete(f"/v2/cache/{image_id}").raise_for_status()
-            settle()
-            seconds, used = self.with_cpu(lambda: fill(image_id))
-            if attempt:
-                samples.append(seconds)
-                cpu.append(used)
-        settle()
-        self.log(
-            f"fills of {image_id[:8]}: {', '.join(f'{seconds:.2f}' for seconds in samples)} s; CPU-s server "
-            f"{', '.join(f'{c.server:.2f}' for c in cpu)}, client {', '.join(f'{c.client:.2f}' for c in cpu)}"
-        )
-        self.cpu_samples = cpu
-        return statistics.median(samples)
-
     def with_cpu(self, transfer: Callable[[], float]) -> tuple[float, CpuSample]:
         """Run ``transfer``; its result and the CPU-seconds the server's process tree and curl spent meanwhile."""
         server, client = tree_cpu(self.server.pid), children_cpu()
         seconds = transfer()
         return seconds, CpuSample(tree_cpu(self.server.pid) - server, children_cpu() - client)
 
-    def record_cpu(self, key: str, samples: list[CpuSample]) -> None:
-        """Median CPU-seconds of a transfer per side, scaled to 256 MiB (the --quick image is smaller)."""
+    def record(self, key: str, samples: list[tuple[float, CpuSample]]) -> None:
+        """The median seconds of a transfer, and its median CPU-seconds per side scaled to 256 MiB (the --quick
+        image is smaller)."""
         scale = 256 / self.args.medium_mib
-        self.results.values[f"{key}_cpu"] = statistics.median(c.server for c in samples) * scale
-        self.results.values[f"{key}_client_cpu"] = statistics.median(c.client for c in samples) * scale
+        values = self.results.values
+        values[key] = statistics.median(seconds for seconds, _ in samples)
+        values[f"{key}_cpu"] = statistics.median(cpu.server for _, cpu in samples) * scale
+        values[f"{key}_client_cpu"] = statistics.median(cpu.client for _, cpu in samples) * scale
+        self.log(
+            f"{key}: {', '.join(f'{seconds:.3f}' for seconds, _ in samples)} s; CPU-s server "
+            f"{', '.join(f'{cpu.server:.3f}' for _, cpu in samples)}, curl "
+            f"{', '.join(f'{cpu.client:.3f}' for _, cpu in samples)}"
+        )
 
     def download(self, image_id: str, expected: int) -> float:
         status, size, seconds = curl(f"{self.server.url}/v2/images/{image_id}/file")
@@ -456,43 +442,15 @@ class Bench:
 
     # (b)
 
-    def image_timings(self) -> None:
-        path, size = self.data["medium"], self.data["medium"].stat().st_size
-        values = self.results.values
-        by_queue, by_download = self.create_image("bench-fill-put"), self.create_image("bench-fill-download")
-        settle()
-        values["upload"] = self.upload_file(by_queue, path)
-        self.upload_file(by_download, path)
-        settle()
-        store_file = self.server.store_file(by_queue)
-        cat_seconds(store_file)  # warm the page cache
-        values["cat"] = statistics.median(cat_seconds(store_file) for _ in range(self.args.repeat))
-        values["fill_put"] = self.median_fill(by_queue, self.fill_by_queue)
-        self.record_cpu("fill_put", self.cpu_samples)
-        values["fill_download"] = self.median_fill(by_download, lambda image_id: self.fill_by_download(image_id, size))
-        self.record_cpu("fill_download", self.cpu_samples)
-        self.download(by_queue, size)  # warm-up read of the cached file
-        hits = [self.with_cpu(lambda: self.download(by_queue, size)) for _ in range(self.args.repeat)]
-        values["hit"] = statistics.median(seconds for seconds, _ in hits)
-        self.record_cpu("hit", [used for _, used in hits])
-        self.log(
-            f"hits {', '.join(f'{seconds:.3f}' for seconds, _ in hits)} s; CPU-s server "
-            f"{', '.join(f'{c.server:.3f}' for _, c in hits)}, client {', '.join(f'{c.client:.3f}' for _, c in hits)}"
-        )
-        self.log(
-            f"upload {values['upload']:.2f} s, fill {values['fill_put']:.2f} s, first download "
-            f"{values['fill_download']:.2f} s, hit {values['hit']:.3f} s, cat {values['cat']:.3f} s"
-        )
-
-    def transfer_parts(self) -> None:
+    def transfer_parts(self, *, with_b: bool = True) -> None:
         """(a), (c) and (b), those of them in --parts."""
         parts = self.args.parts
         if "a" in parts:
             self.get_cache_round_trip()
         if "c" in parts:
             self.peak_memory_filling()
-        if "b" in parts:
-            self.image_timings()
+        if "b" in parts and with_b:
+            image_timings([self])
 
     # (d)
 
@@ -588,6 +546,63 @@ class Bench:
         self.log(f"prune of {count} -> {files} files: {self.results.values['prune'] * 1000:.1f} ms")
 
 
+def image_timings(benches: list[Bench]) -> None:
+    """(b) on one server, or on several side by side: every sample is taken on each server in turn, the order
+    flipped from one round to the next, so that a change in the machine's load (other jobs on a shared VM) falls
+    on all of them alike instead of on whichever ran in that minute.
+
+    Both fills are the median of --repeat fills from an empty entry, after one untimed fill: like every transfer
+    here a median, one sample swinging by a third on this VM; the untimed first fill keeps the first server from
+    paying alone for guest memory and disk paths touched the first time.
+    """
+    args = benches[0].args
+    path = benches[0].data["medium"]
+    size = path.stat().st_size
+    images = {
+        bench: (bench.create_image("bench-fill-put"), bench.create_image("bench-fill-download")) for bench in benches
+    }
+    settle()
+    for bench in benches:
+        by_queue, by_download = images[bench]
+        bench.results.values["upload"] = bench.upload_file(by_queue, path)
+        bench.upload_file(by_download, path)
+    settle()
+    for bench in benches:
+        store_file = bench.server.store_file(images[bench][0])
+        cat_seconds(store_file)  # warm the page cache
+        bench.results.values["cat"] = statistics.median(cat_seconds(store_file) for _ in range(args.repeat))
+
+    def in_turn(round_number: int) -> list[Bench]:
+        return benches if round_number % 2 == 0 else benches[::-1]
+
+    fills: list[tuple[str, int, Callable[[Bench, str], float]]] = [
+        ("fill_put", 0, lambda bench, image_id: bench.fill_by_queue(image_id)),
+        ("fill_download", 1, lambda bench, image_id: bench.fill_by_download(image_id, size)),
+    ]
+    for key, which, fill in fills:
+        samples: dict[Bench, list[tuple[float, CpuSample]]] = {bench: [] for bench in benches}
+        for attempt in range(args.repeat + 1):
+            for bench in in_turn(attempt):
+                image_id = images[bench][which]
+                bench.http.delete(f"/v2/cache/{image_id}").raise_for_status()
+                settle()
+                sample = bench.with_cpu(functools.partial(fill, bench, image_id))
+                if attempt:
+                    samples[bench].append(sample)
+        settle()
+        for bench in benches:
+            bench.record(key, samples[bench])
+    for bench in benches:
+        bench.download(images[bench][0], size)  # warm-up read of the cached file
+    hits: dict[Bench, list[tuple[float, CpuSample]]] = {bench: [] for bench in benches}
+    for attempt in range(args.repeat):
+        for bench in in_turn(attempt):
+            image_id = images[bench][0]
+            hits[bench].append(bench.with_cpu(functools.partial(bench.download, image_id, size)))
+    for bench in benches:
+        bench.record("hit", hits[bench])
+
+
 # -- the run ---------------------------------------------------------------------------------------------
 
 
@@ -596,7 +611,7 @@ def bench_ours(root: Path, args: argparse.Namespace, data: dict[str, Path], max_
     with run_ours(root / "ours", max_size) as server:
         bench = Bench(server, args, data)
         try:
-            bench.transfer_parts()
+            bench.transfer_parts(with_b=not args.glance_modes)  # else (b) runs beside each Glance front
             if "d" in args.parts:
                 bench.build_entries(args.entries, concurrency=4)
                 bench.list_entries(args.entries)
@@ -606,9 +621,14 @@ def bench_ours(root: Path, args: argparse.Namespace, data: dict[str, Path], max_
         return bench.results
 
 
-def bench_glance(root: Path, args: argparse.Namespace, data: dict[str, Path], max_size: int) -> dict[str, Results]:
-    """Glance fronts one after the other on one port and data dir: the entries of (d) carry over."""
+def bench_glance(
+    root: Path, args: argparse.Namespace, data: dict[str, Path], max_size: int
+) -> tuple[dict[str, Results], dict[str, Results]]:
+    """Glance fronts one after the other on one port and data dir: the entries of (d) carry over. (b) runs on each
+    front side by side with a server of ours started beside it (``image_timings``). Returns Glance's results and
+    ours of (b), by front."""
     port, glance_root, results = free_port(), root / "glance33", {}
+    beside: dict[str, Results] = {}
     modes, parts = args.glance_modes, args.parts
     entries = "d" in parts and (args.glance_entries is None or args.entries <= args.glance_entries)
 
@@ -631,14 +651,37 @@ def bench_glance(root: Path, args: argparse.Namespace, data: dict[str, Path], ma
                         load(bench)
                         bench.list_entries(args.entries)
                     bench.prune_entries(args.entries)
-                bench.transfer_parts()
+                bench.transfer_parts(with_b=False)
+                if "b" in parts:
+                    print(f"ours beside glance33 ({mode}) for (b)", file=sys.stderr, flush=True)
+                    with run_ours(root / f"ours-beside-{mode}", max_size) as our_server:
+                        ours = Bench(our_server, args, data)
+                        try:
+                            image_timings([ours, bench])
+                        finally:
+                            ours.close()
+                        beside[mode] = ours.results
                 if first and not last and entries:
                     load(bench)
                     bench.list_entries(args.entries)
             finally:
                 bench.close()
             results[mode] = bench.results
-    return results
+    return results, beside
+
+
+def pair_with_best_front(ours: Results, glance: dict[str, Results], beside: dict[str, Results]) -> None:
+    """Give ``ours`` the (b) figures measured beside the Glance front that did best on each, so that every ratio
+    compares two servers measured in the same minutes."""
+    for key in sorted({key for results in beside.values() for key in results.values}):
+        fronts = [mode for mode in beside if key in glance[mode].values]
+        if not fronts:
+            ours.values[key] = statistics.median(results.values[key] for results in beside.values())
+            continue
+        best = min(fronts, key=lambda mode: glance[mode].values[key])
+        ours.values[key] = beside[best].values[key]
+        if len(beside) > 1 and key in RATIO_GOALS:
+            ours.notes[key] = f"beside {best}"
 
 
 ROWS: list[tuple[str, str, str]] = [
@@ -775,7 +818,9 @@ def main() -> None:
         ours = bench_ours(root, args, data, max_size)
         glance: dict[str, Results | None] = dict.fromkeys(("router", "http11"))
         if args.glance_modes:
-            glance.update(bench_glance(root, args, data, max_size))
+            by_front, beside = bench_glance(root, args, data, max_size)
+            glance.update(by_front)
+            pair_with_best_front(ours, by_front, beside)
     except KeyboardInterrupt:
         print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
         sys.exit(130)
@@ -788,6 +833,12 @@ def main() -> None:
         f"{args.requests}; memory summed over each server's process tree (Glance: master, router, worker)"
     )
     print(table(ours, glance, args))
+    if args.glance_modes and "b" in args.parts:
+        print(
+            "(b) a server of ours runs beside each Glance front, their samples taken in turn; ours' (b) figures are "
+            "those measured beside the front that did best on each row ('beside ...'), so every ratio compares "
+            "two servers measured in the same minutes."
+        )
     if args.glance_modes and len(args.glance_modes) > 1:
         print(f"(d) prune is measured once for Glance 33, in its last phase ({args.glance_modes[-1]}).")
     if args.glance_modes and "d" in args.parts:
