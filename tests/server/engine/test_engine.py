@@ -300,6 +300,32 @@ def test_file_tee_of_a_store_file_that_does_not_match_caches_nothing(make_node: 
     assert (node.cache_dir / "invalid" / image.id).stat().st_size == 2 * 1024 * KIB
 
 
+def test_file_body_without_file_wrapper_commits_its_fill_before_the_last_chunk(make_node: NodeFactory,
+                                                                                store: ImageStore) -> None:  # fmt: skip
+    """A server without wsgi.file_wrapper iterates the body: the fill commits before the last chunk is handed over,
+    and a body closed before its end aborts the fill."""
+    from glancecache_client.server.http.image_api import _FileBody
+
+    node = make_node()
+    data = os.urandom(3 * 1024 * KIB + 5)
+    image = active_image(store, data, chunk=1024 * KIB)
+    with store.data_path(image.id).open("rb") as early:
+        body = _FileBody(early, 0, len(data), tee=lambda: node.engine.tee_file(image, early))
+        chunks = iter(body)
+        next(chunks)
+        body.close()  # the client went away after the first chunk
+    assert not node.engine.is_cached(image.id) and node.engine.stats()["fills_failed"] == 1
+    handle = store.data_path(image.id).open("rb")
+    body = _FileBody(handle, 0, len(data), tee=lambda: node.engine.tee_file(image, handle))
+    received = []
+    for chunk in body:
+        received.append(chunk)
+        if len(received) == 4:  # the last chunk: the fill has committed already
+            assert node.engine.is_cached(image.id)
+    body.close()
+    assert b"".join(received) == data and (node.cache_dir / image.id).read_bytes() == data
+
+
 def test_client_disconnect_moves_partial_file_to_invalid(make_node: NodeFactory, store: ImageStore) -> None:
     node = make_node()
     data = os.urandom(300 * KIB)
