@@ -7,11 +7,17 @@ is shared/peers/real-glance/start.sh (noauth, centralized_db). Measured on each:
 (b) a 256 MiB image: upload, cache fill through PUT /v2/cache/{id} (polling until cached), cache fill through the
     first full download (which tees into the cache), cache-hit full download, all with curl, each also shown as a
     multiple of ``cat FILE > /dev/null`` on the store file (page cache warm); both fills are the median of
-    --repeat fills from an empty entry, after one untimed fill;
+    --repeat fills from an empty entry, after one untimed fill. With Glance measured, a server of ours runs beside
+    each Glance front and their samples alternate (``image_timings``), so both meet the same machine load;
 (c) peak memory of the server's process tree while it fills a 1 GiB image into its cache (VmHWM reset through
     /proc/PID/clear_refs, sum of VmRSS sampled every 10 ms, PSS from smaps_rollup);
-(d) GET /v2/cache and POST /v2/cache/prune with N cache entries (N tiny images cached by a first download: Glance 33
-    on SQLite takes ~150 ms per image and cannot take them concurrently, so N defaults to 1,000, the same for all).
+(d) GET /v2/cache and POST /v2/cache/prune with N cache entries (default 1,000): ours gets N tiny images cached by
+    a first download through its API; Glance 33 gets them written straight into its cache directory and its
+    database's cached_images table (about a second for 10,000; through its API, on SQLite, it caches ~7 images/s,
+    one at a time: --glance-load api).
+
+Every transfer of (b) also reports the CPU-seconds of the server's process tree (all threads, from /proc) and of
+curl (this process's waited-for children), per 256 MiB.
 
 Dirty pages are written back (sync) before each timed transfer, so no step pays for the previous one's writes.
 The two Glance fronts run one after the other on the same port and data directory (the cache registry is keyed by
@@ -20,25 +26,32 @@ them (prune is measured once for Glance: its front only carries a 40-byte answer
 
     .venv/bin/python benchmarks/bench_server.py [--quick] [--skip-glance] [--glance-modes router,http11]
                                                 [--entries N] [--repeat N] [--parts abcd] [--glance-entries N]
+                                                [--glance-load direct|api]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import hashlib
 import os
+import resource
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -152,6 +165,36 @@ def pids_running(argument: str) -> list[int]:
 
 
 # -- measuring tools -------------------------------------------------------------------------------------
+
+
+def children_cpu() -> float:
+    """CPU-seconds (user + system) of this process's waited-for children so far (curl, cat)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root_pid: int) -> float:
+    """CPU-seconds (user + system, every thread) spent so far by the live processes of a process tree."""
+    total = 0
+    for pid in process_tree(root_pid):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / CLOCK_TICKS
+
+
+@dataclass
+class CpuSample:
+    """CPU-seconds of one transfer on each side: the server's process tree and the client (curl)."""
+
+    server: float
+    client: float
 
 
 def curl(*args: str) -> tuple[int, int, float]:
@@ -335,23 +378,25 @@ class Bench:
             self.results.notes["fill_download"] = "not cached"
         return seconds
 
-    def median_fill(self, image_id: str, fill: Callable[[str], float]) -> float:
-        """Median of --repeat fills of ``image_id``, each from an empty entry, after one untimed fill.
+    def with_cpu(self, transfer: Callable[[], float]) -> tuple[float, CpuSample]:
+        """Run ``transfer``; its result and the CPU-seconds the server's process tree and curl spent meanwhile."""
+        server, client = tree_cpu(self.server.pid), children_cpu()
+        seconds = transfer()
+        return seconds, CpuSample(tree_cpu(self.server.pid) - server, children_cpu() - client)
 
-        Like every transfer here, a median: one sample swings by a third on this VM. The untimed first fill
-        keeps the first server measured from paying alone for guest memory and disk paths touched the first time
-        (up to twice the steady figure), which the servers measured after it would find warm.
-        """
-        samples = []
-        for attempt in range(self.args.repeat + 1):
-            self.http.delete(f"/v2/cache/{image_id}").raise_for_status()
-            settle()
-            seconds = fill(image_id)
-            if attempt:
-                samples.append(seconds)
-        settle()
-        self.log(f"fills of {image_id[:8]}: {', '.join(f'{seconds:.2f}' for seconds in samples)} s")
-        return statistics.median(samples)
+    def record(self, key: str, samples: list[tuple[float, CpuSample]]) -> None:
+        """The median seconds of a transfer, and its median CPU-seconds per side scaled to 256 MiB (the --quick
+        image is smaller)."""
+        scale = 256 / self.args.medium_mib
+        values = self.results.values
+        values[key] = statistics.median(seconds for seconds, _ in samples)
+        values[f"{key}_cpu"] = statistics.median(cpu.server for _, cpu in samples) * scale
+        values[f"{key}_client_cpu"] = statistics.median(cpu.client for _, cpu in samples) * scale
+        self.log(
+            f"{key}: {', '.join(f'{seconds:.3f}' for seconds, _ in samples)} s; CPU-s server "
+            f"{', '.join(f'{cpu.server:.3f}' for _, cpu in samples)}, curl "
+            f"{', '.join(f'{cpu.client:.3f}' for _, cpu in samples)}"
+        )
 
     def download(self, image_id: str, expected: int) -> float:
         status, size, seconds = curl(f"{self.server.url}/v2/images/{image_id}/file")
@@ -397,35 +442,15 @@ class Bench:
 
     # (b)
 
-    def image_timings(self) -> None:
-        path, size = self.data["medium"], self.data["medium"].stat().st_size
-        values = self.results.values
-        by_queue, by_download = self.create_image("bench-fill-put"), self.create_image("bench-fill-download")
-        settle()
-        values["upload"] = self.upload_file(by_queue, path)
-        self.upload_file(by_download, path)
-        settle()
-        store_file = self.server.store_file(by_queue)
-        cat_seconds(store_file)  # warm the page cache
-        values["cat"] = statistics.median(cat_seconds(store_file) for _ in range(self.args.repeat))
-        values["fill_put"] = self.median_fill(by_queue, self.fill_by_queue)
-        values["fill_download"] = self.median_fill(by_download, lambda image_id: self.fill_by_download(image_id, size))
-        self.download(by_queue, size)  # warm-up read of the cached file
-        values["hit"] = statistics.median(self.download(by_queue, size) for _ in range(self.args.repeat))
-        self.log(
-            f"upload {values['upload']:.2f} s, fill {values['fill_put']:.2f} s, first download "
-            f"{values['fill_download']:.2f} s, hit {values['hit']:.3f} s, cat {values['cat']:.3f} s"
-        )
-
-    def transfer_parts(self) -> None:
+    def transfer_parts(self, *, with_b: bool = True) -> None:
         """(a), (c) and (b), those of them in --parts."""
         parts = self.args.parts
         if "a" in parts:
             self.get_cache_round_trip()
         if "c" in parts:
             self.peak_memory_filling()
-        if "b" in parts:
-            self.image_timings()
+        if "b" in parts and with_b:
+            image_timings([self])
 
     # (d)
 
@@ -457,6 +482,47 @@ class Bench:
             time.sleep(0.1)
         self.log(f"{count} entries built in {time.perf_counter() - started:.1f} s")
 
+    def load_glance_entries(self, count: int) -> None:
+        """Give the running Glance 33 (centralized_db driver) ``count`` cached entries directly, in seconds.
+
+        What its cache holds per cached image (glance/image_cache/drivers/centralized_db.py): a file named by the
+        image id in ``image_cache_dir`` and a ``cached_images`` row of its database (image id, size, checksum,
+        hits, last_accessed, last_modified) under the ``node_reference`` row of its ``worker_self_reference_url``.
+        ``GET /v2/cache`` lists those rows; prune sums the files' sizes and removes the least recently accessed
+        entry (file and row) until under ``image_cache_max_size``; neither reads the ``images`` table. Through the
+        API, Glance on SQLite caches ~7 images/s one at a time (~25 min for 10,000): this writes the same state in
+        seconds, each entry's last_accessed one microsecond after the previous one's, as a first download would.
+        """
+        self.clear_cache()
+        started = time.perf_counter()
+        payload = b"e" * 1024
+        checksum = hashlib.md5(payload, usedforsecurity=False).hexdigest()
+        cache_dir = self.server.root / "cache"
+        image_ids = [str(uuid.uuid4()) for _ in range(count)]
+        for image_id in image_ids:
+            (cache_dir / image_id).write_bytes(payload)
+        # SQLAlchemy's text form of a DateTime on SQLite; Glance stores naive UTC (oslo's utcnow).
+        base = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=60)
+        stamps = [(base + timedelta(microseconds=i)).strftime("%Y-%m-%d %H:%M:%S.%f") for i in range(count)]
+        with contextlib.closing(sqlite3.connect(self.server.root / "glance.sqlite", timeout=60)) as db, db:
+            db.execute("INSERT OR IGNORE INTO node_reference (node_reference_url) VALUES (?)", (self.server.url,))
+            (node_id,) = db.execute(
+                "SELECT node_reference_id FROM node_reference WHERE node_reference_url = ?", (self.server.url,)
+            ).fetchone()
+            db.executemany(
+                "INSERT INTO cached_images (image_id, last_accessed, last_modified, size, hits, checksum,"
+                " node_reference_id) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                [
+                    (image_id, stamp, stamp, len(payload), checksum, node_id)
+                    for image_id, stamp in zip(image_ids, stamps, strict=True)
+                ],
+            )
+        found = len(self.cached_ids())
+        if found != count:
+            raise RuntimeError(f"{self.server.name}: {found} entries listed after loading {count}")
+        seconds = time.perf_counter() - started
+        self.log(f"{count} entries loaded into its cache directory and database in {seconds:.1f} s")
+
     def list_entries(self, count: int) -> None:
         times = []
         for _ in range(self.args.repeat * 4):
@@ -480,6 +546,63 @@ class Bench:
         self.log(f"prune of {count} -> {files} files: {self.results.values['prune'] * 1000:.1f} ms")
 
 
+def image_timings(benches: list[Bench]) -> None:
+    """(b) on one server, or on several side by side: every sample is taken on each server in turn, the order
+    flipped from one round to the next, so that a change in the machine's load (other jobs on a shared VM) falls
+    on all of them alike instead of on whichever ran in that minute.
+
+    Both fills are the median of --repeat fills from an empty entry, after one untimed fill: like every transfer
+    here a median, one sample swinging by a third on this VM; the untimed first fill keeps the first server from
+    paying alone for guest memory and disk paths touched the first time.
+    """
+    args = benches[0].args
+    path = benches[0].data["medium"]
+    size = path.stat().st_size
+    images = {
+        bench: (bench.create_image("bench-fill-put"), bench.create_image("bench-fill-download")) for bench in benches
+    }
+    settle()
+    for bench in benches:
+        by_queue, by_download = images[bench]
+        bench.results.values["upload"] = bench.upload_file(by_queue, path)
+        bench.upload_file(by_download, path)
+    settle()
+    for bench in benches:
+        store_file = bench.server.store_file(images[bench][0])
+        cat_seconds(store_file)  # warm the page cache
+        bench.results.values["cat"] = statistics.median(cat_seconds(store_file) for _ in range(args.repeat))
+
+    def in_turn(round_number: int) -> list[Bench]:
+        return benches if round_number % 2 == 0 else benches[::-1]
+
+    fills: list[tuple[str, int, Callable[[Bench, str], float]]] = [
+        ("fill_put", 0, lambda bench, image_id: bench.fill_by_queue(image_id)),
+        ("fill_download", 1, lambda bench, image_id: bench.fill_by_download(image_id, size)),
+    ]
+    for key, which, fill in fills:
+        samples: dict[Bench, list[tuple[float, CpuSample]]] = {bench: [] for bench in benches}
+        for attempt in range(args.repeat + 1):
+            for bench in in_turn(attempt):
+                image_id = images[bench][which]
+                bench.http.delete(f"/v2/cache/{image_id}").raise_for_status()
+                settle()
+                sample = bench.with_cpu(functools.partial(fill, bench, image_id))
+                if attempt:
+                    samples[bench].append(sample)
+        settle()
+        for bench in benches:
+            bench.record(key, samples[bench])
+    for bench in benches:
+        bench.download(images[bench][0], size)  # warm-up read of the cached file
+    hits: dict[Bench, list[tuple[float, CpuSample]]] = {bench: [] for bench in benches}
+    for attempt in range(args.repeat):
+        for bench in in_turn(attempt):
+            image_id = images[bench][0]
+            hits[bench].append(bench.with_cpu(functools.partial(bench.download, image_id, size)))
+    for bench in benches:
+        bench.record("hit", hits[bench])
+
+
 # -- the run ---------------------------------------------------------------------------------------------
 
 
@@ -488,7 +611,7 @@ def bench_ours(root: Path, args: argparse.Namespace, data: dict[str, Path], max_
     with run_ours(root / "ours", max_size) as server:
         bench = Bench(server, args, data)
         try:
-            bench.transfer_parts()
+            bench.transfer_parts(with_b=not args.glance_modes)  # else (b) runs beside each Glance front
             if "d" in args.parts:
                 bench.build_entries(args.entries, concurrency=4)
                 bench.list_entries(args.entries)
@@ -498,11 +621,23 @@ def bench_ours(root: Path, args: argparse.Namespace, data: dict[str, Path], max_
         return bench.results
 
 
-def bench_glance(root: Path, args: argparse.Namespace, data: dict[str, Path], max_size: int) -> dict[str, Results]:
-    """Glance fronts one after the other on one port and data dir: the entries of (d) carry over."""
+def bench_glance(
+    root: Path, args: argparse.Namespace, data: dict[str, Path], max_size: int
+) -> tuple[dict[str, Results], dict[str, Results]]:
+    """Glance fronts one after the other on one port and data dir: the entries of (d) carry over. (b) runs on each
+    front side by side with a server of ours started beside it (``image_timings``). Returns Glance's results and
+    ours of (b), by front."""
     port, glance_root, results = free_port(), root / "glance33", {}
+    beside: dict[str, Results] = {}
     modes, parts = args.glance_modes, args.parts
-    entries = "d" in parts and args.entries <= args.glance_entries
+    entries = "d" in parts and (args.glance_entries is None or args.entries <= args.glance_entries)
+
+    def load(bench: Bench) -> None:
+        if args.glance_load == "api":
+            bench.build_entries(args.entries, concurrency=1)  # SQLite: "database is locked"
+        else:
+            bench.load_glance_entries(args.entries)
+
     for position, mode in enumerate(modes):
         first, last = position == 0, position == len(modes) - 1
         print(f"glance33: start.sh, RG_HTTP_MODE={mode}", file=sys.stderr, flush=True)
@@ -513,18 +648,40 @@ def bench_glance(root: Path, args: argparse.Namespace, data: dict[str, Path], ma
                     bench.list_entries(args.entries)
                 if last and entries:
                     if first:
-                        bench.clear_cache()
-                        bench.build_entries(args.entries, concurrency=1)  # SQLite: "database is locked"
+                        load(bench)
                         bench.list_entries(args.entries)
                     bench.prune_entries(args.entries)
-                bench.transfer_parts()
+                bench.transfer_parts(with_b=False)
+                if "b" in parts:
+                    print(f"ours beside glance33 ({mode}) for (b)", file=sys.stderr, flush=True)
+                    with run_ours(root / f"ours-beside-{mode}", max_size) as our_server:
+                        ours = Bench(our_server, args, data)
+                        try:
+                            image_timings([ours, bench])
+                        finally:
+                            ours.close()
+                        beside[mode] = ours.results
                 if first and not last and entries:
-                    bench.build_entries(args.entries, concurrency=1)
+                    load(bench)
                     bench.list_entries(args.entries)
             finally:
                 bench.close()
             results[mode] = bench.results
-    return results
+    return results, beside
+
+
+def pair_with_best_front(ours: Results, glance: dict[str, Results], beside: dict[str, Results]) -> None:
+    """Give ``ours`` the (b) figures measured beside the Glance front that did best on each, so that every ratio
+    compares two servers measured in the same minutes."""
+    for key in sorted({key for results in beside.values() for key in results.values}):
+        fronts = [mode for mode in beside if key in glance[mode].values]
+        if not fronts:
+            ours.values[key] = statistics.median(results.values[key] for results in beside.values())
+            continue
+        best = min(fronts, key=lambda mode: glance[mode].values[key])
+        ours.values[key] = beside[best].values[key]
+        if len(beside) > 1 and key in RATIO_GOALS:
+            ours.notes[key] = f"beside {best}"
 
 
 ROWS: list[tuple[str, str, str]] = [
@@ -535,6 +692,11 @@ ROWS: list[tuple[str, str, str]] = [
     ("fill_download", "(b) cache fill {medium}: first full download (tee)", "cat"),
     ("hit", "(b) cache-hit full download {medium} (median)", "cat"),
     ("cat", "(b) cat FILE > /dev/null, {medium} store file (median)", "info"),
+    ("fill_put_cpu", "(b) server CPU-s per 256 MiB: PUT fill (median)", "cpu"),
+    ("fill_download_cpu", "(b) server CPU-s per 256 MiB: tee fill (median)", "cpu"),
+    ("fill_download_client_cpu", "(b) curl CPU-s per 256 MiB: tee fill (median)", "info-cpu"),
+    ("hit_cpu", "(b) server CPU-s per 256 MiB: cache hit (median)", "cpu"),
+    ("hit_client_cpu", "(b) curl CPU-s per 256 MiB: cache hit (median)", "info-cpu"),
     ("fill_large", "(c) cache fill {large}: PUT /v2/cache/ID until listed", "time"),
     ("rss_before", "(c) RSS before the {large} fill (MiB)", "info"),
     ("rss_fill", "(c) peak RSS filling {large} (MiB, process tree)", "mib"),
@@ -555,7 +717,12 @@ def show(results: Results | None, key: str, kind: str) -> str:
     if key not in results.values:
         return "-"
     value = results.values[key]
-    text = f"{value:.0f}" if kind in ("mib",) or key.startswith(("rss", "pss")) else show_seconds(value)
+    if kind in ("cpu", "info-cpu"):
+        text = f"{value:.3f} CPU-s"
+    elif kind in ("mib",) or key.startswith(("rss", "pss")):
+        text = f"{value:.0f}"
+    else:
+        text = show_seconds(value)
     if kind == "cat" and results.values.get("cat"):
         text += f" ({value / results.values['cat']:.1f}x cat)"
     if key in results.notes:
@@ -580,7 +747,7 @@ def table(ours: Results, glance: dict[str, Results | None], args: argparse.Names
         best = min(measured) if measured else EARLIER_GLANCE[key] if earlier else None
         mine = ours.values.get(key)
         versus = goal = ""
-        if mine is not None and kind != "info":
+        if mine is not None and not kind.startswith("info"):
             if best:
                 versus = f"{mine / best:.2f}x" + (" (earlier figure)" if earlier else "")
             faster = best is not None and mine < best
@@ -616,8 +783,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="repetitions of the transfers (default 3; --quick 1)")
     parser.add_argument("--parts", default="abcd", help="measurements to run, e.g. 'b' or 'ad' (default abcd)")
     parser.add_argument(
-        "--glance-entries", type=int, default=1000,
-        help="largest --entries that Glance 33 is loaded with for (d) (default 1000: it takes ~7 images/s)",
+        "--glance-entries", type=int, default=None,
+        help="largest --entries that Glance 33 is loaded with for (d) (default: any)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--glance-load", choices=("direct", "api"), default="direct",
+        help="how Glance 33 gets the (d) entries: written into its cache directory and database (default, seconds "
+             "for 10,000), or through its API like ours (~7 images/s)",
     )  # fmt: skip
     args = parser.parse_args()
     args.medium_mib, args.large_mib = (32, 128) if args.quick else (256, 1024)
@@ -646,7 +818,9 @@ def main() -> None:
         ours = bench_ours(root, args, data, max_size)
         glance: dict[str, Results | None] = dict.fromkeys(("router", "http11"))
         if args.glance_modes:
-            glance.update(bench_glance(root, args, data, max_size))
+            by_front, beside = bench_glance(root, args, data, max_size)
+            glance.update(by_front)
+            pair_with_best_front(ours, by_front, beside)
     except KeyboardInterrupt:
         print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
         sys.exit(130)
@@ -659,19 +833,24 @@ def main() -> None:
         f"{args.requests}; memory summed over each server's process tree (Glance: master, router, worker)"
     )
     print(table(ours, glance, args))
+    if args.glance_modes and "b" in args.parts:
+        print(
+            "(b) a server of ours runs beside each Glance front, their samples taken in turn; ours' (b) figures are "
+            "those measured beside the front that did best on each row ('beside ...'), so every ratio compares "
+            "two servers measured in the same minutes."
+        )
     if args.glance_modes and len(args.glance_modes) > 1:
         print(f"(d) prune is measured once for Glance 33, in its last phase ({args.glance_modes[-1]}).")
-    if args.glance_modes and "d" in args.parts and args.entries > args.glance_entries:
-        print(
-            f"(d) Glance 33 is not loaded with {args.entries:,} entries (more than --glance-entries "
-            f"{args.glance_entries:,}): at ~7 images/s that alone would take ~{args.entries / 7 / 60:.0f} min."
-        )
-    elif "d" in args.parts and args.entries < 10_000:
-        print(
-            f"(d) uses {args.entries:,} entries for every server, not 10,000: Glance 33 on SQLite builds them one at "
-            "a time (~7 images/s; concurrent requests fail with 'database is locked'), so 10,000 would take ~25 min "
-            "per run. --entries 10000 measures the full count."
-        )
+    if args.glance_modes and "d" in args.parts:
+        if args.glance_entries is not None and args.entries > args.glance_entries:
+            print(f"(d) Glance 33 is not loaded with {args.entries:,} entries (more than --glance-entries "
+                  f"{args.glance_entries:,}).")  # fmt: skip
+        elif args.glance_load == "direct":
+            print(
+                f"(d) ours gets its {args.entries:,} entries through its API (create, upload, first download); "
+                "Glance 33 gets them written straight into its cache directory and cached_images table (through "
+                "its API it caches ~7 images/s)."
+            )
 
 
 if __name__ == "__main__":

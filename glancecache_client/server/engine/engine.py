@@ -85,6 +85,7 @@ from glancecache_client.server.engine.digesting import COPY_CHUNK
 from glancecache_client.server.engine.fill import (
     ENTRY_DELETED,
     IMAGE_DELETED,
+    FileTee,
     Fill,
     FillPaths,
     digest_file,
@@ -108,6 +109,7 @@ MAX_DELETION_GAPS = 10_000
 
 _PRUNE_BATCH = 500  # entries whose rows one prune transaction removes (and whose state locks it holds)
 _UNLINK_THREADS = 8  # prune's concurrent unlinks (see _delete_entries)
+
 
 class CacheEngine:
     """The image cache of one node. Thread-safe; see the module docstring for the rules."""
@@ -466,6 +468,31 @@ class CacheEngine:
             fill.finish()
         finally:
             self._release_fill_lock(image_id)
+
+    def tee_file(self, image: Image, source: BinaryIO) -> FileTee | None:
+        """Fill the cache from ``source`` (the image's open store file) while the caller sends that same file to
+        a client: ``caching_iter`` for a download sent with sendfile (see ``FileTee``; the caller must end it with
+        ``sent()`` or ``close()``). None, and nothing to end, where ``caching_iter`` would just pass the bytes
+        through: the image is cached, or another fill of it runs (here or in another process)."""
+        image_id = image.id
+        if not is_image_id(image_id) or image.size is None or self.is_cached(image_id):
+            return None
+        if not self._fill_locks.try_acquire(image_id):
+            return None
+        fill: Fill | None = None
+        fd = -1
+        try:
+            fd = os.dup(source.fileno())  # the tee's own: the sender closes its file when it likes
+            if not self.is_cached(image_id):
+                fill = self._begin_fill(image, "download")
+        finally:
+            if fill is None:
+                if fd >= 0:
+                    os.close(fd)
+                self._release_fill_lock(image_id)
+        if fill is None:
+            return None
+        return FileTee(fill, fd, image.size, lambda: self._release_fill_lock(image_id))
 
     # -- prune and clean -------------------------------------------------------------------------------
 

@@ -178,8 +178,9 @@ class GlanceApp:
             wrapper = environ.get("wsgi.file_wrapper")
             if wrapper is not None:
                 body.handle.seek(body.offset)
+                body.start()
                 # The listener sends exactly Content-Length bytes from the current position, then closes it.
-                return wrapper(_LoggedFile(body.handle, access), 1024 * 1024)  # type: ignore[no-any-return]
+                return wrapper(_LoggedFile(body, access), 1024 * 1024)  # type: ignore[no-any-return]
             return _CountingIterator(iter(body), body.close, access)
         if isinstance(reply.body, bytes):
             # A one-item list, so that the server still frames a body without Content-Length by its length.
@@ -319,21 +320,33 @@ class _LoggedBytes(list[bytes]):
 class _LoggedFile:
     """A file handed to ``wsgi.file_wrapper``: behaves as the file, and writes the access line when the
     server closes it, once sent or when the client went away. The server moves the file position past what
-    it sent (also when it sends with sendfile), so the position tells the bytes sent."""
+    it sent (also when it sends with sendfile), so the position tells the bytes sent.
 
-    def __init__(self, handle: Any, access: _AccessLine) -> None:
-        self._handle = handle
-        self._start = handle.tell()
+    A body with a cache fill (a first download) also has ``before_end``: our listener calls it once all but the
+    last bytes are sent, so the fill commits before the client has the whole image; a server that does not
+    call it sends the whole file, and the fill commits at ``close`` (aborted there when not all was sent)."""
+
+    before_end: Callable[[], None]
+
+    def __init__(self, body: Any, access: _AccessLine) -> None:
+        self._body = body
+        self._handle = body.handle
+        self._start = self._handle.tell()
         self._access = access
+        if getattr(body, "tee", None) is not None:
+            self.before_end = body.complete
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handle, name)
 
     def close(self) -> None:
         try:
+            sent = None
             with contextlib.suppress(OSError, ValueError):
-                self._access.sent = self._handle.tell() - self._start
-            self._handle.close()
+                sent = self._access.sent = self._handle.tell() - self._start
+            if sent is not None and sent >= self._body.length:
+                self._body.complete()
+            self._body.close()
         finally:
             self._access.finish()
 

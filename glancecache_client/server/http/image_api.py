@@ -11,7 +11,7 @@ Files are streamed, never read whole into memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode
@@ -22,11 +22,16 @@ from .faults import HTTPError, Reply, empty_reply, json_reply
 from .request import ApiRequest
 
 if TYPE_CHECKING:
+    from ..engine.fill import FileTee
     from ..engine.store import Image
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
+TEE_BY_SENDFILE = 1024 * 1024
+"""Images above this size are sent from the store file with sendfile while their first download fills the cache
+(``CacheEngine.tee_file``); smaller ones pass through ``caching_iter`` in one or two chunks, which costs them less
+than the two hand-overs to the event loop around the fill's commit."""
 IMPORT_METHODS = ("OpenStack-image-import-methods", "glance-direct,web-download,copy-image")
 VISIBILITIES = ("public", "private", "shared", "community")
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
@@ -283,8 +288,12 @@ def download_image(req: ApiRequest, image_id: str) -> Reply:
     headers.append(("Content-Length", str(image.size)))
     if engine is None:
         return Reply(200, headers, file=_FileBody(data_file, 0, image.size))
-    chunks = _read_chunks(data_file, image.size)
-    return Reply(200, headers, _ClosingIterable(engine.caching_iter(image, chunks), data_file))
+    if image.size <= TEE_BY_SENDFILE:
+        chunks = _read_chunks(data_file, image.size)
+        return Reply(200, headers, _ClosingIterable(engine.caching_iter(image, chunks), data_file))
+    # The client is sent the store file itself (sendfile) while the cache fill reads it (engine.tee_file), from
+    # when the body is really sent.
+    return Reply(200, headers, file=_FileBody(data_file, 0, image.size, tee=lambda: engine.tee_file(image, data_file)))
 
 
 def _requested_range(req: ApiRequest, size: int) -> tuple[int, int] | None:
@@ -339,19 +348,51 @@ def _ranged(req: ApiRequest, image: Image, headers: list[tuple[str, str]], start
 
 
 class _FileBody:
-    """An open file plus the slice of it to send (wsgi.file_wrapper fast path, or chunked iteration)."""
+    """An open file plus the slice of it to send (wsgi.file_wrapper fast path, or chunked iteration), and the cache
+    fill that goes with sending it, if any (``tee``: started by ``start``, see ``CacheEngine.tee_file``).
 
-    def __init__(self, handle: BinaryIO, offset: int, length: int) -> None:
+    The fill commits when the whole body is sent (``complete``, or iterated to its last chunk) and is aborted
+    when the body is closed before that.
+    """
+
+    def __init__(self, handle: BinaryIO, offset: int, length: int,
+                 tee: Callable[[], FileTee | None] | None = None) -> None:  # fmt: skip
         self.handle = handle
         self.offset = offset
         self.length = length
+        self._start_tee = tee
+        self.tee: FileTee | None = None
+
+    def start(self) -> None:
+        """The body is about to be sent: begin its cache fill, if it has one."""
+        start, self._start_tee = self._start_tee, None
+        if start is not None:
+            self.tee = start()
+
+    def complete(self) -> None:
+        """All of the body but what the server holds back is sent: commit the fill (waits for it to end)."""
+        if self.tee is not None:
+            self.tee.sent()
 
     def close(self) -> None:
-        self.handle.close()
+        try:
+            if self.tee is not None:
+                self.tee.close()  # aborts a fill not completed; after complete() a no-op
+        finally:
+            self.handle.close()
 
     def __iter__(self) -> Iterator[bytes]:
+        self.start()
         self.handle.seek(self.offset)
-        return _read_chunks(self.handle, self.length)
+        return self._chunks()
+
+    def _chunks(self) -> Iterator[bytes]:
+        remaining = self.length
+        for chunk in _read_chunks(self.handle, self.length):
+            remaining -= len(chunk)
+            if not remaining:
+                self.complete()  # before the last chunk: a client that has it all finds the image cached
+            yield chunk
 
 
 def _read_chunks(handle: BinaryIO, length: int) -> Iterator[bytes]:

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # sendfile(2) goes in slices sized to take about a second (1 MiB first, doubling up to 64 MiB), so a slow reader's
 # progress is seen between slices and only a stalled one meets the idle timeout.
 SENDFILE_SLICES = (256 * 1024, 64 * 1024 * 1024)
+END_HELD = 64 * 1024  # last bytes of a file answer sent only after its ``before_end`` (a first download's fill)
 BODY_BUFFER = 4 * 1024 * 1024  # request body bytes held for the app before reading from the socket pauses
 WRITE_BUFFER = 4 * 1024 * 1024  # response bytes queued for the socket before the app's thread waits
 MAX_HEAD = 16 * 1024  # request line and headers: Glance's own max_header_line default (waitress allowed 256 KiB)
@@ -412,14 +413,23 @@ class _Connection(asyncio.Protocol):
             self.finish(flow)
 
     async def send_file(
-        self, flow: _Flow, head: tuple[str, list[tuple[str, str]]], handle: BinaryIO, offset: int, count: int
+        self,
+        flow: _Flow,
+        head: tuple[str, list[tuple[str, str]]] | None,
+        handle: BinaryIO,
+        offset: int,
+        count: int,
+        *,
+        end: bool = True,
     ) -> None:
-        """Loop side of a file answer: the head, then the file through sendfile(2) in slices, then the end."""
+        """Loop side of a file answer: the head (unless None: a continuation), then the file through sendfile(2) in
+        slices, then (with ``end``) the end of the answer."""
         if self.transport is None or self.transport.is_closing():
             raise ClientGone("the client closed the connection before a file download")
-        self.write_now(self.head(flow, *head))
+        if head is not None:
+            self.write_now(self.head(flow, *head))
         # h11 frames the slice without reading it (chunked framing puts bytes around it); the slice goes by sendfile.
-        framed = self.h11.send_with_data_passthrough(h11.Data(data=_FileSlice(handle, offset, count)))  # type: ignore[arg-type]
+        framed = self.h11.send_with_data_passthrough(h11.Data(data=_FileSlice(handle, offset, count))) if count else []  # type: ignore[arg-type]
         for item in framed or []:
             if not isinstance(item, _FileSlice):
                 self.write_now(bytes(item))
@@ -445,7 +455,8 @@ class _Connection(asyncio.Protocol):
                 took = self.since - started
                 smallest, largest = SENDFILE_SLICES
                 step = min(largest, step * 2) if took < 0.25 else max(smallest, step // 2) if took > 1 else step
-        self.write_now(self.h11.send(h11.EndOfMessage()))
+        if end:
+            self.write_now(self.h11.send(h11.EndOfMessage()))
 
     def finish(self, flow: _Flow) -> None:
         """The app's answer is complete: keep the connection for the next request, or close it."""
@@ -637,8 +648,16 @@ class Listener:
                 length = _content_length(response[1])
                 if length is None:
                     length = max(0, os.fstat(handle.fileno()).st_size - offset)
-                sending = conn.send_file(flow, response, handle, offset, length)
+                # A first download's cache fill commits before the client has the last bytes (see _LoggedFile).
+                before_end = getattr(handle, "before_end", None)
+                hold = min(length, END_HELD) if callable(before_end) else 0
+                sending = conn.send_file(flow, response, handle, offset, length - hold, end=not hold)
                 asyncio.run_coroutine_threadsafe(sending, self.loop).result()
+                if hold:
+                    assert before_end is not None
+                    before_end()
+                    sending = conn.send_file(flow, None, handle, offset + length - hold, hold, end=True)
+                    asyncio.run_coroutine_threadsafe(sending, self.loop).result()
                 return
             # One chunk is held back so that the last one goes with the end of the answer: a small answer
             # costs the event loop one wake-up.

@@ -254,6 +254,78 @@ def test_download_fills_cache_while_streaming(make_node: NodeFactory, store: Ima
     assert (node.cache_dir / image.id).read_bytes() == data
 
 
+def test_file_tee_reads_the_whole_image_when_the_send_ends_first(make_node: NodeFactory, store: ImageStore) -> None:
+    """A download sent with sendfile usually ends before the fill has read and digested the store file: the fill
+    still reads it to its end, and commits."""
+    node = make_node()
+    data = os.urandom(5 * 1024 * KIB)  # several of the tee's reads
+    image = active_image(store, data, chunk=1024 * KIB)
+    with store.data_path(image.id).open("rb") as source:
+        tee = node.engine.tee_file(image, source)
+        assert tee is not None
+        assert node.engine.tee_file(image, source) is None  # one fill at a time; the second just sends
+        tee.sent()  # at once: the fill has read little or nothing yet
+        tee.close()  # a no-op after sent()
+    assert tee.committed and _ids(node.engine) == [image.id]
+    assert (node.cache_dir / image.id).read_bytes() == data
+    assert node.engine.tee_file(image, source) is None  # cached now
+    assert node.engine.stats()["ids_in_use"] == 0
+
+
+@pytest.mark.parametrize("size", [0, 1000, 3 * 1024 * KIB], ids=["empty", "small", "large"])
+def test_file_tee_closed_early_caches_nothing(make_node: NodeFactory, store: ImageStore, size: int) -> None:
+    node = make_node()
+    image = active_image(store, os.urandom(size), chunk=1024 * KIB)
+    with store.data_path(image.id).open("rb") as source:
+        tee = node.engine.tee_file(image, source)
+        assert tee is not None
+        tee.close()  # the client went away
+    assert not tee.committed and not node.engine.is_cached(image.id) and node.registry.get(image.id) is None
+    assert os.listdir(node.cache_dir / "incomplete") == []
+    assert node.engine.stats()["fills_failed"] == 1 and node.engine.stats()["ids_in_use"] == 0
+
+
+def test_file_tee_of_a_store_file_that_does_not_match_caches_nothing(make_node: NodeFactory,
+                                                                      store: ImageStore) -> None:
+    node = make_node()
+    image = active_image(store, os.urandom(2 * 1024 * KIB), chunk=1024 * KIB)
+    with store.data_path(image.id).open("r+b") as source:
+        source.seek(1234)
+        source.write(b"X")  # the store file went bad after its digests were recorded
+        source.flush()
+        tee = node.engine.tee_file(image, source)
+        assert tee is not None
+        tee.sent()
+    assert not tee.committed and not node.engine.is_cached(image.id)
+    assert (node.cache_dir / "invalid" / image.id).stat().st_size == 2 * 1024 * KIB
+
+
+def test_file_body_without_file_wrapper_commits_its_fill_before_the_last_chunk(make_node: NodeFactory,
+                                                                                store: ImageStore) -> None:  # fmt: skip
+    """A server without wsgi.file_wrapper iterates the body: the fill commits before the last chunk is handed over,
+    and a body closed before its end aborts the fill."""
+    from glancecache_client.server.http.image_api import _FileBody
+
+    node = make_node()
+    data = os.urandom(3 * 1024 * KIB + 5)
+    image = active_image(store, data, chunk=1024 * KIB)
+    with store.data_path(image.id).open("rb") as early:
+        body = _FileBody(early, 0, len(data), tee=lambda: node.engine.tee_file(image, early))
+        chunks = iter(body)
+        next(chunks)
+        body.close()  # the client went away after the first chunk
+    assert not node.engine.is_cached(image.id) and node.engine.stats()["fills_failed"] == 1
+    handle = store.data_path(image.id).open("rb")
+    body = _FileBody(handle, 0, len(data), tee=lambda: node.engine.tee_file(image, handle))
+    received = []
+    for chunk in body:
+        received.append(chunk)
+        if len(received) == 4:  # the last chunk: the fill has committed already
+            assert node.engine.is_cached(image.id)
+    body.close()
+    assert b"".join(received) == data and (node.cache_dir / image.id).read_bytes() == data
+
+
 def test_client_disconnect_moves_partial_file_to_invalid(make_node: NodeFactory, store: ImageStore) -> None:
     node = make_node()
     data = os.urandom(300 * KIB)

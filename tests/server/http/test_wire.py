@@ -427,6 +427,20 @@ def test_large_cache_hit_streams_exact_bytes(cluster: ReferenceCluster, http: ht
     assert received == data
 
 
+def test_large_first_download_is_cached_when_the_client_has_it(cluster: ReferenceCluster,
+                                                                 http: httpx.Client) -> None:  # fmt: skip
+    """Above 1 MiB the first download is sent with sendfile while a thread fills the cache from the same file: the
+    fill commits before the last bytes go out, so a client holding the whole image finds it listed at once."""
+    data = os.urandom(6 * 1024 * 1024 + 123)
+    image_id = cluster.upload_image(data)
+    response = http.get(f"{cluster.url}/v2/images/{image_id}/file", headers=ADMIN)
+    assert response.status_code == 200 and response.content == data
+    assert response.headers["content-length"] == str(len(data))
+    assert image_id in http.get(f"{cluster.url}/v2/cache", headers=ADMIN).text  # no waiting
+    cache_dir = cluster.nodes[0].cache_dir
+    assert cache_dir is not None and (cache_dir / image_id).read_bytes() == data
+
+
 def test_aborted_download_leaves_nothing_cached(cluster: ReferenceCluster, http: httpx.Client) -> None:
     data = os.urandom(32 * 1024 * 1024)  # far more than the socket buffers hold
     image_id = cluster.upload_image(data)
