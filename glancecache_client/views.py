@@ -288,10 +288,11 @@ def iso_column(epochs: Sequence[object]) -> list[str | None] | None:
         return None
     if not epochs:
         return []
-    blank = not all(epochs)  # a None or a 0
-    numbers = cast("Sequence[float]", [epoch or 0 for epoch in epochs] if blank else epochs)
+    floats = kinds <= {float, type(None)}
+    blank = not all(epochs)  # a None or a 0, to be None, written meanwhile as a 0
+    numbers = cast("Sequence[float]", [epoch or (0.0 if floats else 0) for epoch in epochs] if blank else epochs)
     try:  # trunc, modf's integral part (float's own method when it can: a third cheaper than int()); NaN raises
-        seconds = list(map(float.__trunc__ if kinds == {float} else int, numbers))
+        seconds = list(map(float.__trunc__ if floats else int, numbers))
     except (ValueError, OverflowError):
         return None
     if min(numbers) < 0 or max(numbers) >= EPOCH_LIMIT:  # exact comparisons, now that no NaN is left
