@@ -255,7 +255,11 @@ _KEYS = ("image_id", "size", "hits", "last_accessed", "last_modified")
 
 
 def _ids(values: list[object]) -> bool:
-    return set(map(type, values)) <= {str} and "" not in values and _printable("".join(cast("list[str]", values)))
+    try:
+        text = "".join(cast("list[str]", values))  # a TypeError for anything but text
+    except TypeError:
+        return False
+    return "" not in values and _printable(text)
 
 
 def _counts(values: list[object]) -> bool:

@@ -297,12 +297,11 @@ class _JsonRows(_RowWriter):
             if (first is None or type(first) is str) and column.count(first) == len(column):
                 layouts[-1] += self._encode(first)
                 continue
-            kinds = set(map(type, column))
-            if kinds == {str} and _plain_text("".join(column)):  # type: ignore[arg-type]
+            if type(first) is str and _plain_text(_joined(column)):
                 layouts[-1] += '"'
                 values.append(column)  # type: ignore[arg-type]
                 layouts.append('"')
-            elif kinds == {int}:
+            elif type(first) is int and set(map(type, column)) == {int}:
                 values.append(_int_texts(column))  # type: ignore[arg-type]
                 layouts.append("")
             else:
@@ -324,17 +323,25 @@ class _JsonRows(_RowWriter):
         super().close()
 
 
+def _joined(column: Sequence[Value]) -> str | None:
+    """The column's strings joined, or None when it holds anything else (a quicker test than every value's type)."""
+    try:
+        return "".join(column)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 def _int_texts(column: Sequence[int]) -> Iterable[str]:
     """``map(str, column)``, each distinct value converted once when values repeat (hits: a few small counts)."""
-    distinct = set(column)
-    if len(distinct) * 4 > len(column):
+    sample = column[:100]
+    if len(set(sample)) * 4 > len(sample):  # sizes: nearly all distinct
         return map(str, column)
-    return map({value: str(value) for value in distinct}.__getitem__, column)
+    return map({value: str(value) for value in set(column)}.__getitem__, column)
 
 
-def _plain_text(text: str) -> bool:
+def _plain_text(text: str | None) -> bool:
     """Whether json writes ``text`` as it is between quotes: printable ASCII (0x20-0x7e), no quote or backslash."""
-    return text.isascii() and not text.encode("ascii").translate(None, _JSON_PLAIN)
+    return text is not None and text.isascii() and not text.encode("ascii").translate(None, _JSON_PLAIN)
 
 
 _JSON_PLAIN = bytes(set(range(0x20, 0x7F)) - set(b'"\\'))
