@@ -98,29 +98,11 @@ def cache_list(
         from glancecache_client import operations as core  # the library loads once the options are good
 
         listings = core.each_listing_rows(cluster, state=state.lower() if state else None, images=images)
-        with _collector_paused():
-            finish_streaming(listings, CACHE_COLUMNS, _rows, output)
+        finish_streaming(listings, CACHE_COLUMNS, _rows, output)
 
 
 def _rows(rows: ColumnRows) -> ColumnRows:
     return rows  # each_listing_rows's values are already the rows
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector. A large listing makes millions of objects (decoded JSON, rows,
-    texts), none in a cycle, so reference counting frees them all the same, but the collector's passes over
-    them (triggered by the count of allocations) cost about 5% of the command. Restored after, since the
-    command may run inside another program (tests run it in theirs)."""
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def wait_options(command: F) -> F:
