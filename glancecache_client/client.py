@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import httpx
 
@@ -126,7 +126,13 @@ class CacheClient:
         """Cached images and queued ids on this node (``GET /v2/cache``)."""
         return self.listing_later()()
 
-    def listing_later(self) -> Callable[[], CacheState]:
+    @overload
+    def listing_later(self) -> Callable[[], CacheState]: ...
+
+    @overload
+    def listing_later(self, build: Callable[[object, str], T]) -> Callable[[], T]: ...
+
+    def listing_later(self, build: Callable[[object, str], Any] = CacheState.from_api) -> Callable[[], Any]:
         """:meth:`list` in two halves: the requests now, the parsing when the returned function is called.
 
         A fan-out over large caches fetches every node at once in worker threads but parses (and holds) one listing
@@ -135,13 +141,18 @@ class CacheClient:
         valid listing settles that the node is modern (saving discovery's round trip); a refusal (401/403) is
         raised as it is; any other answer goes through discovery and the usual path, so a legacy node, a node
         without the cache or a plain web server gets the same errors as if discovery had come first.
+
+        ``build(body, endpoint)`` makes the result of the decoded body and judges it, raising ValueError (or
+        TypeError) when it is not a listing: :meth:`CacheState.from_api` unless another is given, such as
+        :func:`glancecache_client.views.listing_rows` (display rows, without a model object per entry), which
+        must accept and refuse exactly the bodies ``CacheState.from_api`` does.
         """
         if self._mode is None:
             response = self._send("GET", self._cache_base)
             if response.status_code in (401, 403):
                 raise self._api_error(response)  # the credentials or the policy: discovery would change nothing
             if response.status_code == 200:
-                return functools.partial(self._first_listing, response)
+                return functools.partial(self._first_listing, build, response)
         if self._require(CACHE_API, "listing the cache") == _Mode.LEGACY:
             cached = self._json("GET", self._root + "/v2/cached_images", ok=(200,))
             queued = self._json("GET", self._root + "/v2/queued_images", ok=(200,))
@@ -149,30 +160,30 @@ class CacheClient:
                 "cached_images": self._field(cached, "cached_images", "/v2/cached_images"),
                 "queued_images": self._field(queued, "queued_images", "/v2/queued_images"),
             }
-            state = self._parse(CacheState.from_api, legacy_body, "GET", "/v2/cached_images")
+            state = self._parse(build, legacy_body, "GET", "/v2/cached_images")
             return lambda: state
-        return functools.partial(self._parsed_listing, self._request("GET", self._cache_base, ok=(200,)))
+        return functools.partial(self._parsed_listing, build, self._request("GET", self._cache_base, ok=(200,)))
 
-    def _first_listing(self, response: httpx.Response) -> CacheState:
+    def _first_listing(self, build: Callable[[object, str], T], response: httpx.Response) -> T:
         """A 200 to the listing asked before discovery: the node is modern if it is a valid listing, else discover."""
         try:
             with _PARSING:
-                state = CacheState.from_api(_loads(response.content), self.endpoint)
+                state = build(_loads(response.content), self.endpoint)
         except (ValueError, TypeError, OverflowError):
             self._discover()
-            return self.listing_later()()
+            return self.listing_later(build)()
         with self._discovery_lock:
             if self._mode is None:
                 self._mode = _Mode.MODERN  # the versions are fetched if an operation beyond 2.14 needs them
         return state
 
-    def _parsed_listing(self, response: httpx.Response) -> CacheState:
+    def _parsed_listing(self, build: Callable[[object, str], T], response: httpx.Response) -> T:
         with _PARSING:
             try:
                 body = _loads(response.content)
             except ValueError:
                 raise self._invalid("GET", "/v2/cache", "the response body is not valid JSON", response) from None
-            return self._parse(CacheState.from_api, body, "GET", "/v2/cache")
+            return self._parse(build, body, "GET", "/v2/cache")
 
     def queue(self, image_id: str) -> None:
         """Queue an active image for immediate caching on this node (``PUT /v2/cache/{id}``)."""

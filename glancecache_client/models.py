@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 __all__ = [
+    "EPOCH_LIMIT",
     "CacheState",
     "CachedImage",
     "ClearResult",
@@ -177,7 +178,7 @@ class ClearResult:
 
 
 # Epoch seconds below this (year 9999) convert without error; above it, the full path says "out of range".
-_EPOCH_LIMIT = 253402300799.0
+EPOCH_LIMIT = 253402300799.0
 _UTC = timezone.utc
 
 
@@ -198,9 +199,9 @@ def _plain_entry(entry: dict[str, object], node: str) -> CachedImage | None:
         and hits >= 0
         and (checksum is None or (type(checksum) is str and (not checksum or checksum.isprintable())))
         and type(accessed) in (float, int)
-        and 0 <= accessed < _EPOCH_LIMIT  # type: ignore[operator]  # NaN fails this too
+        and 0 <= accessed < EPOCH_LIMIT  # type: ignore[operator]  # NaN fails this too
         and type(modified) in (float, int)
-        and 0 <= modified < _EPOCH_LIMIT  # type: ignore[operator]
+        and 0 <= modified < EPOCH_LIMIT  # type: ignore[operator]
     ):
         return None
     return CachedImage(

@@ -22,6 +22,7 @@ from .settings import NodeChoice, Settings
 
 if TYPE_CHECKING:
     from glancecache_client.cluster import Cluster
+    from glancecache_client.views import ColumnRows
 
 __all__ = ["cli"]
 
@@ -91,13 +92,17 @@ def cache_list(
       glance --all-nodes cache-list --image 3c021162-1e38-461a-a362-e154bf54e241
       glance --all-nodes cache-list -c node -c image_id --sort-column size --sort-descending
     """
-    from glancecache_client.views import CACHE_COLUMNS, cache_rows
+    from glancecache_client.views import CACHE_COLUMNS
 
     with connected(settings, nodes) as cluster:
         from glancecache_client import operations as core  # the library loads once the options are good
 
-        listings = core.each_listing(cluster, state=state.lower() if state else None, images=images)
-        finish_streaming(listings, CACHE_COLUMNS, cache_rows, output)
+        listings = core.each_listing_rows(cluster, state=state.lower() if state else None, images=images)
+        finish_streaming(listings, CACHE_COLUMNS, _rows, output)
+
+
+def _rows(rows: ColumnRows) -> ColumnRows:
+    return rows  # each_listing_rows's values are already the rows
 
 
 def wait_options(command: F) -> F:

@@ -29,9 +29,9 @@ from glancecache_client import errors
 from glancecache_client import operations as core
 from glancecache_client.models import ClearTarget
 from glancecache_client.views import (
+    CACHE_COLUMNS,
     HEADERS,
     Table,
-    cache_table,
     clear_table,
     nodes_table,
     prune_table,
@@ -286,11 +286,12 @@ class ListCache(_CacheLister):
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         outcome, total = self._every_node(
             parsed_args,
-            lambda cluster: core.list_cache(
+            lambda cluster: core.list_rows(
                 cluster, state=parsed_args.state, images=parsed_args.filter_images, resolve_names=True
             ),
         )
-        return self._rows(parsed_args, outcome, total, cache_table(outcome.values))
+        rows = [row for node_rows in outcome.values for row in node_rows]
+        return self._rows(parsed_args, outcome, total, Table(CACHE_COLUMNS, rows))
 
 
 class QueueCache(_CacheCommand):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 
 import click
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from glancecache_client import errors
 from glancecache_client.cli import exitcodes
 from glancecache_client.cli.output import CliError, OutputSpec, emit, render
-from glancecache_client.views import Table
+from glancecache_client.views import ColumnRows, Table
 
 TABLE = Table(
     ("node", "image_id", "state", "size", "hits", "last_accessed"),
@@ -127,7 +128,9 @@ CHUNKS = [  # one list of rows per node, the way answers arrive; the second node
 COLUMNS = TABLE.columns
 
 
-def _streamed(capsys: pytest.CaptureFixture[str], spec: OutputSpec, chunks: list, failing: int = 0) -> tuple[str, int]:
+def _streamed(
+    capsys: pytest.CaptureFixture[str], spec: OutputSpec, chunks: list, failing: int = 0, rows_of: Callable = iter
+) -> tuple[str, int]:
     from glancecache_client.cli.output import finish_streaming
     from glancecache_client.operations import Failure, Success
 
@@ -136,7 +139,7 @@ def _streamed(capsys: pytest.CaptureFixture[str], spec: OutputSpec, chunks: list
         items.insert(1, Failure("list the cache", errors.ConnectionRefused("refused", node="http://dead:9292")))
     code = 0
     try:
-        finish_streaming(iter(items), COLUMNS, iter, spec)
+        finish_streaming(iter(items), COLUMNS, rows_of, spec)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     return capsys.readouterr().out, code
@@ -158,9 +161,10 @@ def _buffered(capsys: pytest.CaptureFixture[str], spec: OutputSpec, chunks: list
     ],
     ids=["all columns", "two columns", "one column", "sorted (buffered)"],
 )
-def test_streamed_output_is_the_buffered_output(capsys, fmt, spec):
+@pytest.mark.parametrize("rows_of", [iter, lambda rows: ColumnRows.of(rows, len(COLUMNS))], ids=["rows", "columns"])
+def test_streamed_output_is_the_buffered_output(capsys, fmt, spec, rows_of):
     output = OutputSpec(fmt, **spec)
-    streamed, code = _streamed(capsys, output, CHUNKS)
+    streamed, code = _streamed(capsys, output, CHUNKS, rows_of=rows_of)
     assert code == 0
     assert streamed == _buffered(capsys, output, CHUNKS)
     assert streamed  # every format printed something for these rows
@@ -193,3 +197,53 @@ def test_streaming_checks_columns_before_asking_any_node(capsys):
     with pytest.raises(CliError) as info:
         finish_streaming(never(), COLUMNS, lambda rows: rows, OutputSpec("json", columns=("nope",)))
     assert info.value.exit_code == exitcodes.USAGE and "unknown column 'nope'" in info.value.message
+
+
+# -- cache-list's rows, made straight from each node's JSON, print what the models' rows printed -----------------
+
+_IMAGE = "3c021162-1e38-461a-a362-e154bf54e241"
+_ENTRY = {"image_id": _IMAGE, "hits": 3, "last_accessed": 1795302923.43224, "last_modified": 1795302000.5, "size": 1024}
+CENTRALIZED = [
+    {"id": n, "image_id": f"{n:036d}", "last_accessed": 1795302923.43224 + n / 7, "last_modified": 1795302923.432252,
+     "size": 2**33 + n, "hits": n % 3, "checksum": (None, "", "0f" * 16)[n % 3]}
+    for n in range(30)
+]  # fmt: skip
+XATTR = [  # int times; a null time; text json must escape
+    {**_ENTRY, "last_accessed": 1795302999, "last_modified": 1795302000},
+    {**_ENTRY, "last_accessed": None},
+    {**_ENTRY, "last_modified": 0.0, "image_id": 'é "q" \\ %s'},
+]
+BODIES = [  # one per node, as drivers send them, odd values included
+    {"cached_images": [_ENTRY, {**_ENTRY, "image_id": "b" * 36, "hits": 0, "last_accessed": 0}], "queued_images": []},
+    {"cached_images": CENTRALIZED, "queued_images": ["q1", _IMAGE]},
+    {"cached_images": XATTR, "queued_images": []},
+    {"cached_images": [], "queued_images": []},
+    {"cached_images": [{**_ENTRY, "size": 5.0}, {**_ENTRY, "hits": 0}], "queued_images": ["z"]},  # the models' path
+    {"cached_images": [{**_ENTRY, "last_accessed": 7.0, "last_modified": 7}] * 3, "queued_images": []},
+]
+NODES = [f"http://g{n}:9292" for n in range(len(BODIES))]
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml", "csv", "value", "table"])
+@pytest.mark.parametrize(
+    "spec",
+    [{}, {"columns": ("image_id", "last_accessed", "hits")}, {"columns": ("checksum",)}, {"columns": ("node",)},
+     {"columns": ("image_id", "size"), "sort_columns": ("size",), "descending": True}],
+    ids=["all columns", "three columns", "checksum", "node", "sorted"],
+)  # fmt: skip
+def test_rows_from_json_print_what_the_models_printed(capsys, fmt, spec):
+    from glancecache_client.cli.output import finish_streaming
+    from glancecache_client.models import CacheState
+    from glancecache_client.operations import Success
+    from glancecache_client.views import CACHE_COLUMNS, cache_rows, cache_table, listing_rows
+
+    output = OutputSpec(fmt, **spec)
+    states = [CacheState.from_api(body, node) for body, node in zip(BODIES, NODES, strict=True)]
+    emit(cache_table(states), output)
+    models = capsys.readouterr().out
+    finish_streaming(iter([Success(state.node, state) for state in states]), CACHE_COLUMNS, cache_rows, output)
+    assert capsys.readouterr().out == models
+    rows = [Success(node, listing_rows(body, node)) for body, node in zip(BODIES, NODES, strict=True)]
+    finish_streaming(iter(rows), CACHE_COLUMNS, lambda rows: rows, output)
+    assert capsys.readouterr().out == models
+    assert models
