@@ -163,6 +163,7 @@ def start_cluster(settings: ServerSettings, limits: Limits | None = None) -> Ref
 
 
 def _start_nodes(cluster: ReferenceCluster, policy: Policy) -> None:
+    from .engine.deletions import DeletionLog
     from .engine.engine import CacheEngine
     from .engine.registry import CacheRegistry
     from .http.app import GlanceApp
@@ -196,6 +197,8 @@ def _start_nodes(cluster: ReferenceCluster, policy: Policy) -> None:
         admin_listeners.append(admin)
 
     engines: list[CacheEngine] = []
+    # One reader (and one polling thread) of the shared deletion log for every node of this process.
+    deletion_log = DeletionLog(cluster.store)
     for index, listener in enumerate(listeners):
         url = listener.url
         engine: CacheEngine | None = None
@@ -216,6 +219,7 @@ def _start_nodes(cluster: ReferenceCluster, policy: Policy) -> None:
                 max_size=settings.max_size,
                 stall_time=settings.stall_time,
                 workers=settings.cache_workers,
+                deletion_log=deletion_log,
             )
             engine.start()
             engines.append(engine)
