@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, ServerSettings, parse_host_port
-from .http.listener import Limits, Listener
+from .http.listener import Limits, Listener, LoopThread
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -182,17 +182,19 @@ def _start_nodes(cluster: ReferenceCluster, policy: Policy) -> None:
 
     listeners: list[Listener] = []
     admin_listeners: list[Listener | None] = []
+    loop = LoopThread()  # every listener of this process on one event loop (see LoopThread)
     admin_host, admin_port = (
         parse_host_port(settings.cache_admin_bind, "--cache-admin-bind") if settings.cache_admin_bind else ("", 0)
     )
     for index in range(settings.nodes):
         port = settings.port + index if settings.port else 0
-        listener = Listener(settings.bind, port, settings.threads, cluster.limits)
+        listener = Listener(settings.bind, port, settings.threads, cluster.limits, loop)
         listeners.append(listener)
         cluster._listeners.append(listener)
         admin: Listener | None = None
         if settings.cache_admin_bind:
-            admin = Listener(admin_host, admin_port + index if admin_port else 0, settings.threads, cluster.limits)
+            admin_port_here = admin_port + index if admin_port else 0
+            admin = Listener(admin_host, admin_port_here, settings.threads, cluster.limits, loop)
             cluster._listeners.append(admin)
         admin_listeners.append(admin)
 

@@ -465,10 +465,51 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
-class Listener:
-    """An HTTP/1.1 server: accepting and all socket I/O on an event-loop thread, the WSGI app on ``threads``."""
+class LoopThread:
+    """An asyncio event loop running on a thread of its own, shared by the listeners given it.
 
-    def __init__(self, host: str, port: int, threads: int, limits: Limits | None = None) -> None:
+    The nodes of one server process share one: 25 nodes answering at once then wake one thread, which handles
+    their sockets in a few turns of one loop, rather than 25 threads each paying a turn of its own loop for
+    every request (and competing for the GIL to do so). The thread starts with the first listener that
+    starts and ends when the last one stops.
+    """
+
+    def __init__(self, name: str = "http") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._lock = threading.Lock()
+        self._users = 0
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users > 0 or not self._thread.is_alive():
+                return
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+
+class Listener:
+    """An HTTP/1.1 server: accepting and all socket I/O on an event-loop thread, the WSGI app on ``threads``.
+
+    ``loop``: the event-loop thread to use, shared with other listeners (without it the listener has its own).
+    """
+
+    def __init__(
+        self, host: str, port: int, threads: int, limits: Limits | None = None, loop: LoopThread | None = None
+    ) -> None:
         self.slot = _AppSlot()
         self.host = host
         self.limits = limits or Limits()
@@ -492,11 +533,13 @@ class Listener:
             reason = os.strerror(errno) if errno and errno > 0 else (exc.strerror or str(exc))
             raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
         self.port: int = int(self.sock.getsockname()[1])
-        self.loop = asyncio.new_event_loop()
+        self.loop_thread = loop or LoopThread(f"http-{self.port}")
+        self.loop = self.loop_thread.loop
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"http-{self.port}")
         self.connections: dict[_Connection, None] = {}  # the open connections (a dict as an ordered set)
-        self.thread = threading.Thread(target=self._run, name=f"http-{self.port}", daemon=True)
+        self._serving: concurrent.futures.Future[None] | None = None
         self._stopped = asyncio.Event()
+        self._file_sends: set[asyncio.Task[None]] = set()  # file answers under way (cancelled at stop)
 
     @property
     def url(self) -> str:
@@ -511,28 +554,22 @@ class Listener:
 
     def start(self, app: Any) -> None:
         self.slot.app = app
-        self.thread.start()
+        self.loop_thread.acquire()
+        self._serving = asyncio.run_coroutine_threadsafe(self._serve(), self.loop)
 
     def stop(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self._stopped.set)
-            self.thread.join(timeout=5)
-        else:
+        serving, self._serving = self._serving, None
+        if serving is None:
             self.sock.close()
+        else:
+            self.loop.call_soon_threadsafe(self._stopped.set)
+            with contextlib.suppress(Exception):
+                serving.result(timeout=5)
         self.pool.shutdown(wait=True, cancel_futures=True)
-        if not self.loop.is_closed() and not self.thread.is_alive():
-            self.loop.close()
+        if serving is not None:
+            self.loop_thread.release()
 
     # -- the event-loop thread
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
-        # File sends still under way end now, so no app thread waits on them and the pool can shut down.
-        pending = asyncio.all_tasks(self.loop)
-        for task in pending:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-
     async def _serve(self) -> None:
         server = await self.loop.create_server(lambda: _Connection(self), sock=self.sock)
         sweeper = asyncio.ensure_future(self._sweep())
@@ -545,8 +582,23 @@ class Listener:
                 conn.abort()
                 if conn.flow is not None:
                     conn.flow.lose()  # the app's thread must not wait for a loop that is going away
+            # File sends still under way end now, so no app thread waits on them and the pool can shut down.
+            sends = list(self._file_sends)
+            for task in sends:
+                task.cancel()
+            await asyncio.gather(sweeper, *sends, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+
+    async def _send_file(self, conn: _Connection, *args: Any) -> None:
+        """``conn.send_file(*args)`` as a task this listener cancels when it stops."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._file_sends.add(task)
+        try:
+            await conn.send_file(*args)
+        finally:
+            self._file_sends.discard(task)
 
     async def _sweep(self) -> None:
         """Close what outstayed its time: idle connections, slow request heads, stalled bodies and downloads."""
@@ -637,7 +689,7 @@ class Listener:
                 length = _content_length(response[1])
                 if length is None:
                     length = max(0, os.fstat(handle.fileno()).st_size - offset)
-                sending = conn.send_file(flow, response, handle, offset, length)
+                sending = self._send_file(conn, flow, response, handle, offset, length)
                 asyncio.run_coroutine_threadsafe(sending, self.loop).result()
                 return
             # One chunk is held back so that the last one goes with the end of the answer: a small answer

@@ -30,8 +30,8 @@ def _held_reads(identity: IdentityService, monkeypatch: pytest.MonkeyPatch) -> t
     real: Callable[[str, float], Token | None] = identity._read_token
 
     def held(token_id: str, now: float) -> Token | None:
-        reads.append(token_id)
         token = real(token_id, now)
+        reads.append(token_id)
         if len(reads) == 1:
             assert release.wait(10)
         return token
