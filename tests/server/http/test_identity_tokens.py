@@ -53,8 +53,9 @@ def _wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def test_requests_arriving_together_with_a_new_token_share_one_read(identity: IdentityService,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_requests_arriving_together_with_a_new_token_share_one_read(
+    identity: IdentityService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token = identity.issue(DEFAULT_USERS[0], "admin", ("password",))
     reads, release = _held_reads(identity, monkeypatch)
     found: list[Token | None] = []
@@ -70,8 +71,9 @@ def test_requests_arriving_together_with_a_new_token_share_one_read(identity: Id
     assert identity.lookup(token.id) == token and reads == [token.id]  # and now from memory
 
 
-def test_a_read_under_way_at_a_revocation_does_not_keep_the_token(identity: IdentityService,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_read_under_way_at_a_revocation_does_not_keep_the_token(
+    identity: IdentityService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token = identity.issue(DEFAULT_USERS[0], "admin", ("password",))
     reads, release = _held_reads(identity, monkeypatch)
     found: list[Token | None] = []
