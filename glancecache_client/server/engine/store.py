@@ -113,6 +113,14 @@ class Image:
     updated_at: datetime
 
 
+# Built once: every listing reads the deletion log, and building the statement cost more than running it.
+_DELETIONS_AFTER = (
+    sa.select(schema.image_deletions.c.seq, schema.image_deletions.c.image_id)
+    .where(schema.image_deletions.c.seq > sa.bindparam("after"))
+    .order_by(schema.image_deletions.c.seq)
+)
+
+
 def _epoch_to_utc(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=timezone.utc)
 
@@ -321,13 +329,14 @@ class ImageStore:
     def deletions_after(self, seq: int, also: Iterable[int] = ()) -> Sequence[tuple[int, str]]:
         """(seq, image_id) of the deletions with a sequence number above ``seq`` or in ``also``, lowest first."""
         log = schema.image_deletions
-        wanted = log.c.seq > seq
         extra = sorted(also)
         if extra:
-            wanted = sa.or_(wanted, log.c.seq.in_(extra))
-        query = sa.select(log.c.seq, log.c.image_id).where(wanted).order_by(log.c.seq)
+            wanted = sa.or_(log.c.seq > seq, log.c.seq.in_(extra))
+            query, params = sa.select(log.c.seq, log.c.image_id).where(wanted).order_by(log.c.seq), {}
+        else:
+            query, params = _DELETIONS_AFTER, {"after": seq}
         with schema.reading(self._db) as conn:
-            return [(int(seq), str(image_id)) for seq, image_id in conn.execute(query)]
+            return [(int(seq), str(image_id)) for seq, image_id in conn.execute(query, params)]
 
     def last_deletion(self) -> int:
         """The highest deletion sequence number so far (0 if no image was ever deleted)."""

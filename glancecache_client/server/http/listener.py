@@ -322,7 +322,7 @@ class _Connection(asyncio.Protocol):
             body = f"{status} {reason}\n".encode()
             head = (
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\nDate: {formatdate(usegmt=True)}\r\n\r\n"
+                f"Connection: close\r\nDate: {_http_date()}\r\n\r\n"
             )
             self.transport.write(head.encode("latin-1") + body)
         self.close()
@@ -735,8 +735,20 @@ def _verbatim_head(status: str, app_headers: list[tuple[str, str]]) -> tuple[str
         # RFC 9110 forbids a length on these and h11 refuses to send one (waitress dropped it too).
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]
     if not any(name.lower() == "date" for name, _ in headers):
-        headers.append(("Date", formatdate(usegmt=True)))
+        headers.append(("Date", _http_date()))
     return status, headers
+
+
+_DATE: list[tuple[int, str]] = [(0, "")]  # the Date header of the current second
+
+
+def _http_date() -> str:
+    """``formatdate(usegmt=True)``, formatted once a second rather than for every answer."""
+    second = int(time.time())
+    cached = _DATE[0]
+    if cached[0] != second:
+        cached = _DATE[0] = (second, formatdate(second, usegmt=True))
+    return cached[1]
 
 
 def _close_body(body: Iterable[bytes], environ: dict[str, Any]) -> None:
