@@ -470,35 +470,43 @@ class LoopThread:
 
     The nodes of one server process share one: 25 nodes answering at once then wake one thread, which handles
     their sockets in a few turns of one loop, rather than 25 threads each paying a turn of its own loop for
-    every request (and competing for the GIL to do so). The thread starts with the first listener that
-    starts and ends when the last one stops.
+    every request (and competing for the GIL to do so). The loop and its thread start with the first listener
+    that starts and end when the last one stops.
     """
 
     def __init__(self, name: str = "http") -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.name = name
         self._lock = threading.Lock()
         self._users = 0
+        self._running: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
 
-    def acquire(self) -> None:
+    def acquire(self) -> asyncio.AbstractEventLoop:
+        """The running loop, started if no listener uses it yet."""
         with self._lock:
             self._users += 1
-            if not self._thread.is_alive() and self._thread.ident is None:
-                self._thread.start()
+            if self._running is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=self._run, args=(loop,), name=self.name, daemon=True)
+                thread.start()
+                self._running = (loop, thread)
+            return self._running[0]
 
     def release(self) -> None:
+        """One listener less; the last one stops the loop and its thread."""
         with self._lock:
             self._users -= 1
-            if self._users > 0 or not self._thread.is_alive():
+            if self._users > 0 or self._running is None:
                 return
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive() and not self.loop.is_closed():
-            self.loop.close()
+            (loop, thread), self._running = self._running, None
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
 
 
 class Listener:
@@ -534,7 +542,7 @@ class Listener:
             raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
         self.port: int = int(self.sock.getsockname()[1])
         self.loop_thread = loop or LoopThread(f"http-{self.port}")
-        self.loop = self.loop_thread.loop
+        self.loop: asyncio.AbstractEventLoop  # the loop_thread's, from start()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"http-{self.port}")
         self.connections: dict[_Connection, None] = {}  # the open connections (a dict as an ordered set)
         self._serving: concurrent.futures.Future[None] | None = None
@@ -554,7 +562,7 @@ class Listener:
 
     def start(self, app: Any) -> None:
         self.slot.app = app
-        self.loop_thread.acquire()
+        self.loop = self.loop_thread.acquire()
         self._serving = asyncio.run_coroutine_threadsafe(self._serve(), self.loop)
 
     def stop(self) -> None:
