@@ -101,8 +101,9 @@ class CacheClient:
         self._versions: frozenset[str] | None = None
         self._mode: str | None = None
         self._discovery_lock = threading.Lock()
-        # (thread, deadline) of a connection opened early by that thread (see _connect_early)
+        # (thread, deadline) of a connection opened early by that thread, and where to (see _connect_early)
         self._early: tuple[int, float] | None = None
+        self._address: tuple[str, int] | None = None
 
     # -- connecting early (for Cluster) ----------------------------------------------------------------------
 
@@ -115,11 +116,12 @@ class CacheClient:
         that request, as it would have been. Nothing happens when a connection is open already or the client
         has a transport of its own.
         """
-        url = httpx.URL(self.endpoint)
-        port = url.port or (443 if url.scheme == "https" else 80)
+        if self._address is None:
+            url = httpx.URL(self.endpoint)  # as httpx gives it to httpcore: no brackets, IDNA, the default port
+            self._address = (url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80))
         at = time.monotonic() + self.timeout
         with bounded(at):
-            if connect_early(self._transport, url.raw_host.decode("ascii"), port, self.timeout):
+            if connect_early(self._transport, *self._address, self.timeout):
                 self._early = (threading.get_ident(), at)
 
     def _forget_early(self) -> None:
@@ -142,6 +144,8 @@ class CacheClient:
                         headers={"Accept": "application/json", "User-Agent": f"glancecache-client/{__version__}"},
                         follow_redirects=False,
                     )
+                    if isinstance(getattr(client, "_cookies", None), httpx.Cookies):
+                        client._cookies = _SetCookiesOnly(client._cookies)  # httpx offers no other way to set it
                     if self._closed:
                         client.close()  # closed before its first request: httpx refuses to send, as it always did
         return client
@@ -588,6 +592,17 @@ class CacheClient:
             return build(body, self.endpoint)
         except (ValueError, TypeError, OverflowError) as exc:
             raise self._invalid(method, path, f"unexpected response shape: {_shorten(str(exc))}") from None
+
+
+class _SetCookiesOnly(httpx.Cookies):
+    """httpx's cookie jar, which reads a response only when it sets cookies: httpx hands every response to the
+    standard library's cookie parser, about a tenth of the client's work for a listing. (Glance sets none, a load
+    balancer's session persistence might: those are kept and sent back as before.)"""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
 
 
 @functools.lru_cache(maxsize=8)
