@@ -50,5 +50,6 @@ man_pages = [
      [author], 1),
     ("reference/server", "glancecache-server", "Glance-compatible reference server with the image cache",
      [author], 1),
+    ("reference/exporter", "glancecache-exporter", "serve Glance image caches as Prometheus metrics", [author], 1),
 ]
 man_show_urls = False

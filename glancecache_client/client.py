@@ -17,7 +17,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -314,17 +314,27 @@ class CacheClient:
         return validate_image_id(images[0]["id"])
 
     def images_tagged(self, tag: str, *, page_size: int | None = None) -> builtins.list[str]:
-        """The ids of every active image carrying ``tag`` (``GET /v2/images?tag=``), following each ``next`` link.
+        """The ids of every active image carrying ``tag`` (``GET /v2/images?tag=``), following each ``next`` link,
+        hidden images (``os_hidden``) included.
 
+        Glance leaves hidden images out of a listing unless asked for them with ``os_hidden=true``, which then
+        lists only those; an operator naming a tag means every image carrying it, so both listings are read.
         Glance pages every listing (25 images by default, at most ``api_limit_max``); ``page_size`` asks for
         another page size (None: the server's default).
         """
-        params: dict[str, str | int] = {"tag": tag, "status": "active", "visibility": "all"}
-        if page_size is not None:
-            params["limit"] = page_size
+        found: dict[str, None] = {}
+        for hidden in (False, True):
+            params: dict[str, str | int] = {"tag": tag, "status": "active", "visibility": "all"}
+            if hidden:
+                params["os_hidden"] = "true"
+            if page_size is not None:
+                params["limit"] = page_size
+            found.update(dict.fromkeys(self._tagged_pages(tag, params)))
+        return builtins.list(found)
+
+    def _tagged_pages(self, tag: str, params: dict[str, str | int]) -> Iterator[str]:
         path = "/v2/images"
         url: str | None = str(httpx.URL(f"{self._root}{path}", params=params))
-        found: dict[str, None] = {}
         seen: set[str] = set()
         while url is not None:
             if url in seen:  # a node that links back to a page it gave would otherwise loop forever
@@ -341,9 +351,8 @@ class CacheClient:
                 raise self._invalid("GET", path, "the 'next' link is not a /v2/images query")
             for image in images:
                 if image.get("status") == "active" and tag in (image.get("tags") or ()):
-                    found[validate_image_id(image["id"])] = None
+                    yield validate_image_id(image["id"])
             url = self._root + following if following and images else None
-        return builtins.list(found)
 
     def clean(self) -> None:
         """Remove invalid and stalled files from this node's cache (``POST /v2/cache/clean``, API 2.18)."""

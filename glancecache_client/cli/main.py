@@ -223,6 +223,22 @@ def identity_options(command: F) -> F:
 )
 @click.option("--os-cloud", envvar="OS_CLOUD", show_envvar=True, metavar="NAME", help="Cloud from clouds.yaml.")
 @click.option(
+    "--os-region-name",
+    envvar="OS_REGION_NAME",
+    show_envvar=True,
+    metavar="NAME",
+    help="Region of the catalog's image endpoint (used when no node is named).",
+)
+@click.option(
+    "--os-endpoint-type",
+    "--os-interface",
+    "os_endpoint_type",
+    envvar=["OS_ENDPOINT_TYPE", "OS_INTERFACE"],
+    show_envvar=True,
+    metavar="TYPE",
+    help="Interface of the catalog's image endpoint: public (the default), internal or admin.",
+)
+@click.option(
     "--os-token",
     envvar="OS_TOKEN",
     show_envvar=True,
@@ -270,6 +286,8 @@ def cli(ctx: click.Context, /, nodes: NodeChoice, **options: Any) -> None:
         image_url=options["os_image_url"],
         auth_type=options["os_auth_type"],
         cloud=options["os_cloud"],
+        region=options["os_region_name"],
+        endpoint_type=options["os_endpoint_type"],
         token=options["os_token"] or options["os_auth_token"],
         identity=identity,
         default_domain=options["os_default_domain"],

@@ -50,6 +50,8 @@ class Settings:
     image_url: str | None = None
     auth_type: str | None = None
     cloud: str | None = None
+    region: str | None = None
+    endpoint_type: str | None = None
     token: str | None = None
     identity: dict[str, str | None] = field(default_factory=dict)
     default_domain: str | None = "default"
@@ -83,12 +85,24 @@ class Settings:
 
         from .output import error_boundary
 
-        found = None
-        if isinstance(source, auth.SessionTokens):
-            with error_boundary():
-                found = source.session.get_endpoint(service_type="image", interface="public")
-        if not found:
+        if not isinstance(source, auth.SessionTokens):
             raise _no_node()
+        # As python-glanceclient: --os-endpoint-type (default public) and --os-region-name pick the endpoint.
+        interface = self.endpoint_type or "public"
+        from keystoneauth1.exceptions import EndpointNotFound
+
+        with error_boundary():  # a failed login is an identity error, not a missing endpoint
+            try:
+                found = source.session.get_endpoint(service_type="image", interface=interface, region_name=self.region)
+            except EndpointNotFound:  # raised by newer keystoneauth1; older ones return None
+                found = None
+        if not found:
+            where = f"interface {interface}" + (f" in region {self.region}" if self.region else "")
+            raise CliError(
+                f"the catalog has no image endpoint for {where}: check --os-region-name and --os-endpoint-type,"
+                " or name the nodes with --host HOST",
+                exitcodes.USAGE,
+            )
         return catalog_endpoint(str(found))
 
     # -- identity --------------------------------------------------------------------------------------

@@ -218,6 +218,29 @@ def test_insecure_keystone_over_tls_prints_one_warning_line(tmp_path):
     ]
 
 
+def test_region_and_endpoint_type_choose_the_catalogs_image_endpoint(keystone):
+    # python-glanceclient's --os-region-name and --os-endpoint-type (OSC's OS_INTERFACE too) pick the endpoint.
+    env = {
+        "OS_AUTH_URL": keystone.identity_url, "OS_USERNAME": "admin", "OS_PASSWORD": "admin",
+        "OS_PROJECT_NAME": "admin", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
+    }  # fmt: skip
+    chosen = glance("--os-region-name", "RegionOne", "--os-endpoint-type", "internal", "cache-list", env=env)
+    assert chosen.returncode == 0, chosen.stderr
+    assert keystone.urls[0] in chosen.stderr  # the load-balancer warning names the endpoint it used
+    for extra_env, args, fragment in (
+        ({}, ["--os-region-name", "Nowhere"], "interface public in region Nowhere"),
+        ({"OS_REGION_NAME": "Nowhere"}, [], "interface public in region Nowhere"),
+        ({"OS_INTERFACE": "bogus"}, [], "interface bogus:"),
+    ):
+        missing = glance(*args, "cache-list", env={**env, **extra_env})
+        assert missing.returncode == exitcodes.USAGE, missing.stderr
+        assert missing.stderr.splitlines() == [
+            f"Error: the catalog has no image endpoint for {fragment.rstrip(':')}: check --os-region-name and"
+            " --os-endpoint-type, or name the nodes with --host HOST"
+        ]
+        assert_no_traceback(missing)
+
+
 def test_no_node_uses_the_catalogs_image_endpoint_with_the_load_balancer_warning(keystone):
     # As python-glanceclient does with only OS_* set: the catalog names the image endpoint.
     env = {

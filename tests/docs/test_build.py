@@ -75,10 +75,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 def test_man_build_yields_one_page_per_program(built: Built) -> None:
-    assert sorted(path.name for path in built.man.glob("*.1")) == ["glancecache-server.1", "glancecache.1"]
+    assert sorted(path.name for path in built.man.glob("*.1")) == [
+        "glancecache-exporter.1", "glancecache-server.1", "glancecache.1"
+    ]  # fmt: skip
     assert built.man_page("glancecache.1").startswith(".\\\" Man page generated from reStructuredText")
     assert ".TH \"GLANCECACHE\" \"1\"" in built.man_page("glancecache.1")
     assert ".TH \"GLANCECACHE-SERVER\" \"1\"" in built.man_page("glancecache-server.1")
+    exporter_page = built.man_page("glancecache-exporter.1")
+    assert ".TH \"GLANCECACHE-EXPORTER\" \"1\"" in exporter_page
+    for option in ("--listen", "--scrape-timeout", "--all-nodes"):
+        assert option in exporter_page, option
 
 
 def click_options(command: click.Command) -> set[str]:

@@ -62,3 +62,23 @@ def test_tag_lookup_pages_alike(real_glance: RealGlance, tmp_path: Path) -> None
     with run_cluster(nodes=1, auth="noauth", data_dir=tmp_path) as cluster:
         reference = _tagged_scenario(cluster.url)
     assert _tagged_scenario(real_glance.url) == reference == (27, 27, 27)
+
+
+def test_tag_lookup_finds_hidden_images_on_real_glance(real_glance: RealGlance) -> None:
+    """Glance 33 leaves os_hidden images out of GET /v2/images unless asked; a tag names them too."""
+    from glancecache_client import CacheClient
+
+    tag = f"hidden-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=real_glance.url, timeout=30) as http:
+        ids = {}
+        for name, hidden in (("shown", False), ("hidden", True)):
+            body = {"name": name, "container_format": "bare", "disk_format": "raw", "tags": [tag], "os_hidden": hidden}
+            created = http.post("/v2/images", json=body)
+            assert created.status_code == 201, created.text
+            ids[name] = str(created.json()["id"])
+            headers = {"Content-Type": "application/octet-stream"}
+            assert http.put(f"/v2/images/{ids[name]}/file", content=b"h", headers=headers).status_code == 204
+        default_listing = http.get("/v2/images", params={"tag": tag}).json()["images"]
+        assert [image["id"] for image in default_listing] == [ids["shown"]]  # Glance hides it by default
+    with CacheClient(real_glance.url) as client:
+        assert sorted(client.images_tagged(tag)) == sorted(ids.values())

@@ -59,6 +59,12 @@ IMAGE_STATUSES = frozenset(
 )
 
 
+DELETION_LOG_RETENTION = 24 * 3600.0
+"""Seconds a row of the deletion log is kept. Running engines read it about every second and look for a missing
+number for a minute (engine.DELETION_GAP_WAIT); an engine that starts reads from the newest row and repairs its
+cache against the images table, so older rows help no one. A day leaves room for an engine whose database was
+unreachable for hours."""
+
 class ImageConflict(Exception):
     """The image is not in a state that allows the operation (or its id is already taken)."""
 
@@ -243,7 +249,15 @@ class ImageStore:
         with self._db.begin() as conn:
             deleted = conn.execute(sa.delete(schema.images).where(schema.images.c.id == image_id)).rowcount
             if deleted:  # in the same transaction: no node can see the image gone but not the deletion
-                conn.execute(sa.insert(schema.image_deletions).values(image_id=image_id, deleted_at=time.time()))
+                now = time.time()
+                log = schema.image_deletions
+                written = conn.execute(sa.insert(log).values(image_id=image_id, deleted_at=now))
+                # Keep the log short, but only below the row just written: the newest row must stay, or SQLite
+                # would hand its number out again and an engine that read it would never see the reused one.
+                # (A subquery on the same table would be simpler, but MariaDB refuses it in a DELETE.)
+                ours = written.inserted_primary_key[0]  # type: ignore[index]  # an INSERT always has one
+                old = sa.and_(log.c.deleted_at < now - DELETION_LOG_RETENTION, log.c.seq < ours)
+                conn.execute(sa.delete(log).where(old))
         # Readers that already opened the file keep reading it (POSIX); new readers see no image.
         with contextlib.suppress(FileNotFoundError):
             self.data_path(image_id).unlink()

@@ -16,9 +16,10 @@ a handler that takes none and so answers 500, is a 400 "A body is not expected w
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
-from .faults import HTTPError, Reply, empty_reply, json_reply
+from .faults import HTTPError, Reply, empty_reply, json_reply, json_text_reply
 from .request import ApiRequest
 
 if TYPE_CHECKING:
@@ -49,8 +50,9 @@ def _image_not_found(image_id: str) -> HTTPError:
 def get_cache(req: ApiRequest) -> Reply:
     _enforce(req, "cache_list")
     engine = _engine(req)
+    # The entries come as JSON text already (json.dumps's own, in a fraction of its time for 10,000 of them).
     cached, queued = engine.listing()
-    return json_reply(200, {"cached_images": cached, "queued_images": queued})
+    return json_text_reply(200, f'{{"cached_images": {cached}, "queued_images": {json.dumps(queued)}}}')
 
 
 def clear_cache(req: ApiRequest) -> Reply:
@@ -121,7 +123,7 @@ def _legacy(req: ApiRequest) -> None:
 
 def legacy_list_cached(req: ApiRequest) -> Reply:
     _legacy(req)
-    return json_reply(200, {"cached_images": _engine(req).list_cached()})
+    return json_text_reply(200, f'{{"cached_images": {_engine(req).list_cached_json()}}}')
 
 
 def legacy_delete_cached(req: ApiRequest, image_id: str) -> Reply:

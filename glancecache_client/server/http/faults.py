@@ -61,7 +61,12 @@ class Reply:
 
 def json_reply(status: int, payload: object, extra_headers: Iterable[tuple[str, str]] = ()) -> Reply:
     """A JSON success body serialized the way Glance does (``json.dumps`` defaults: ``", "`` and ``": "``)."""
-    body = json.dumps(payload).encode()
+    return json_text_reply(status, json.dumps(payload), extra_headers)
+
+
+def json_text_reply(status: int, text: str, extra_headers: Iterable[tuple[str, str]] = ()) -> Reply:
+    """``json_reply`` for a body already written as JSON text (``json.dumps`` output: ASCII)."""
+    body = text.encode()
     headers = [("Content-Type", APPLICATION_JSON), ("Content-Length", str(len(body))), *extra_headers]
     return Reply(status, headers, body)
 

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from glancecache_client.server.engine import db as schema
+from glancecache_client.server.engine import store as store_module
 from glancecache_client.server.engine.deletions import DeletionLog
 from glancecache_client.server.engine.store import ImageStore
 
@@ -265,3 +266,27 @@ def test_a_listing_waits_for_a_read_that_began_after_it(make_node: NodeFactory, 
     assert listings == {1: [], 2: []}
     assert len(reads) == 2  # the held read, and one more for both listings
     assert not any((node.cache_dir / image.id).exists() for node in nodes)
+
+
+def test_the_log_keeps_a_day_of_deletions(shared_db: sa.Engine, tmp_path: Path) -> None:
+    store = ImageStore(shared_db, tmp_path / "images")
+    log = schema.image_deletions
+    day_old = time.time() - store_module.DELETION_LOG_RETENTION - 60
+
+    def log_rows() -> list[tuple[str, bool]]:
+        with shared_db.connect() as conn:
+            rows = conn.execute(sa.select(log.c.image_id, log.c.deleted_at).order_by(log.c.seq))
+            return [(image_id, deleted_at > day_old + 1) for image_id, deleted_at in rows]
+
+    with shared_db.begin() as conn:  # two deletions of yesterday, one of a minute ago
+        for n, when in ((1, day_old), (2, day_old), (3, time.time() - 60)):
+            conn.execute(sa.insert(log).values(image_id=f"00000000-0000-4000-8000-00000000000{n}", deleted_at=when))
+    image = active_image(store, b"pruned log")
+    store.delete(image.id)
+    assert log_rows() == [("00000000-0000-4000-8000-000000000003", True), (image.id, True)]
+    with shared_db.begin() as conn:  # every row old now: the next deletion removes them all but its own
+        conn.execute(sa.update(log).values(deleted_at=day_old))
+    other = active_image(store, b"another")
+    store.delete(other.id)
+    assert log_rows() == [(other.id, True)]
+    assert store.last_deletion() > 0

@@ -66,3 +66,70 @@ def test_a_waiter_keeps_the_entry_until_it_is_done() -> None:
     locks.release("a")  # the waiter still counts: the entry (and its lock) must survive this release
     thread.join(5)
     assert acquired.is_set() and len(locks) == 0
+
+
+def test_hold_all_holds_every_key_and_forgets_them() -> None:
+    locks = KeyedLocks()
+    with locks.hold_all(["b", "a", "c", "a"]):
+        assert len(locks) == 3
+        assert not locks.try_acquire("a") and not locks.try_acquire("c")
+        assert locks.try_acquire("d")
+        locks.release("d")
+    assert len(locks) == 0
+    with locks.hold_all([]):
+        assert len(locks) == 0
+
+
+def test_hold_all_waits_for_a_holder_of_one_key() -> None:
+    locks = KeyedLocks()
+    assert locks.try_acquire("b")
+    inside = threading.Event()
+
+    def many() -> None:
+        with locks.hold_all(["a", "b", "c"]):
+            inside.set()
+
+    thread = threading.Thread(target=many)
+    thread.start()
+    time.sleep(0.05)
+    assert not inside.is_set()
+    locks.release("b")
+    thread.join(5)
+    assert inside.is_set() and len(locks) == 0
+
+
+def test_overlapping_hold_alls_and_single_holds_do_not_deadlock() -> None:
+    locks = KeyedLocks()
+    keys = [f"k{n}" for n in range(20)]
+    inside: list[str] = []
+    overlap = threading.Event()
+
+    def take(chosen: list[str]) -> None:
+        for _ in range(20):
+            with locks.hold_all(chosen):
+                if any(key in inside for key in chosen):
+                    overlap.set()
+                inside.extend(chosen)
+                time.sleep(0.001)
+                for key in chosen:
+                    inside.remove(key)
+
+    def single(key: str) -> None:
+        for _ in range(20):
+            with locks.hold(key):
+                if key in inside:
+                    overlap.set()
+                inside.append(key)
+                time.sleep(0.001)
+                inside.remove(key)
+
+    # Daemons: a deadlock fails the test instead of hanging the run.
+    threads = [threading.Thread(target=take, args=(list(reversed(keys[:12])),), daemon=True),
+               threading.Thread(target=take, args=(keys[6:],), daemon=True),
+               threading.Thread(target=single, args=("k8",), daemon=True)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not overlap.is_set() and len(locks) == 0

@@ -251,6 +251,35 @@ def test_cache_listing_wire_shape_sqlite(sqlite_cluster: ReferenceCluster, http:
     assert list(entry) == ["image_id", "hits", "last_accessed", "last_modified", "size"]
 
 
+@pytest.mark.parametrize("which", ["cluster", "sqlite_cluster"])
+def test_cache_listing_bodies_are_json_dumps_of_the_engine_lists(
+    which: str, request: pytest.FixtureRequest, http: httpx.Client
+) -> None:
+    """The listing is written as text straight from the rows: byte for byte what json.dumps of the lists gives."""
+    cluster: ReferenceCluster = request.getfixturevalue(which)
+    engine = cluster.nodes[0].engine
+    assert engine is not None
+    cached = [cluster.upload_image(bytes([n]) * 100) for n in range(3)]
+    for image_id in cached:
+        http.put(f"{cluster.url}/v2/cache/{image_id}", headers=ADMIN)
+        wait_cached(http, cluster.url, image_id)
+    queued = cluster.upload_image(b"q" * 10)
+    engine.legacy_queue(queued)  # a queue file only: it stays queued
+    try:
+        for _ in range(2):  # the second listing reuses the first one's texts
+            listing = http.get(f"{cluster.url}/v2/cache", headers=ADMIN)
+            expected = json.dumps({"cached_images": engine.list_cached(), "queued_images": [queued]}).encode()
+            assert listing.content == expected
+            assert listing.headers["Content-Length"] == str(len(expected))
+            legacy = http.get(f"{cluster.url}/v2/cached_images", headers=ADMIN)
+            assert legacy.content == json.dumps({"cached_images": engine.list_cached()}).encode()
+        assert set(cached) <= {entry["image_id"] for entry in listing.json()["cached_images"]}
+    finally:
+        engine.delete_queued(queued)
+        for image_id in cached:
+            engine.delete(image_id)
+
+
 # -- images and the data path ------------------------------------------------------------------------
 
 
