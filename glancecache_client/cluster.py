@@ -124,6 +124,7 @@ class Cluster:
         )
         self._lock = threading.Lock()
         self._running: set[Future[Any]] = set()  # calls submitted and not done yet
+        self._closed = False
 
     @property
     def endpoints(self) -> list[str]:
@@ -244,6 +245,8 @@ class Cluster:
 
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")  # the executor's own words
             future = self._pool.submit(fn, *args)
             self._running.add(future)
         future.add_done_callback(self._running.discard)
@@ -251,13 +254,15 @@ class Cluster:
 
     def close(self) -> None:
         """Wait for the calls under way (an ``each`` left unfinished may have some), then close every node's
-        connections. The idle threads end on their own: joining 100 of them took 3-10 ms."""
+        connections. The idle threads are told to end afterwards, and not waited for: joining 100 of them
+        took 3-10 ms (and ending them first slowed the closing of the connections)."""
         with self._lock:
-            self._pool.shutdown(wait=False)
+            self._closed = True
             running = list(self._running)
         wait(running)
         for client in self.clients.values():
             client.close()
+        self._pool.shutdown(wait=False)
 
     def __enter__(self) -> Cluster:
         return self

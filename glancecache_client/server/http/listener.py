@@ -238,6 +238,10 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.since_progress()
+        # Bytes beyond a request that is complete: a pipelined request. It is kept (this read's worth, at most)
+        # and the rest waits in the socket until this one is answered. Reading is paused only then, not after
+        # every request: a client that waits for its answer costs no pause and resume (two epoll changes).
+        pipelined = self.flow is not None and self.flow.eof
         if self.flow is None and not self.head_started:
             self.head_started = True
             self.since = time.monotonic()
@@ -247,8 +251,7 @@ class _Connection(asyncio.Protocol):
             self.refuse(exc.error_status_hint)
             return
         self.process()
-        if self.flow is not None and self.flow.eof and self.transport is not None:
-            # The next (pipelined) request waits in the socket, not in memory, until this one is answered.
+        if pipelined and self.transport is not None:
             self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
