@@ -77,6 +77,11 @@ class SessionTokens:
         self._lock = threading.Lock()
         self._token: str | None = None
 
+    @property
+    def has_token(self) -> bool:
+        """Whether a token is at hand (no request to Keystone needed to get one)."""
+        return self._token is not None
+
     def get_token(self) -> str | None:
         with self._lock:
             if self._token is None:

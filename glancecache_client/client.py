@@ -26,7 +26,7 @@ import httpx
 from . import errors
 from ._version import __version__
 from .auth import NoAuth, StaticToken, TokenAuth, TokenSource, token_source_for
-from .deadline import bounded, deadline_transport, passed
+from .deadline import bounded, connect_early, deadline_transport, forget_early, passed
 from .models import CachedImage, CacheState, ClearResult, ClearTarget, PruneResult
 from .nodes import normalize_endpoint, validate_image_id, validate_seconds
 
@@ -91,23 +91,75 @@ class CacheClient:
         if token_source is None:
             token_source = token_source_for(token=token, session=session, auth=auth, verify=verify, cert=cert)
         self.token_source = token_source
-        context = _tls_context(verify, cert) if self.endpoint.startswith("https:") else _plaintext_context()
-        self._http = httpx.Client(
-            auth=TokenAuth(token_source),
-            verify=context,
-            timeout=self.timeout,
-            transport=transport or deadline_transport(verify=context),
-            headers={"Accept": "application/json", "User-Agent": f"glancecache-client/{__version__}"},
-            follow_redirects=False,
-        )
+        self._tls = _tls_context(verify, cert) if self.endpoint.startswith("https:") else _plaintext_context()
+        self._transport = transport or deadline_transport(verify=self._tls)
+        # The httpx client is built at the first request (see _http): a Cluster of 100 nodes then builds them in
+        # the nodes' threads, while the token is fetched, not one after another before anything is sent.
+        self._http_client: httpx.Client | None = None
+        self._http_lock = threading.Lock()
+        self._closed = False
         self._versions: frozenset[str] | None = None
         self._mode: str | None = None
         self._discovery_lock = threading.Lock()
+        # (thread, deadline) of a connection opened early by that thread, and where to (see _connect_early)
+        self._early: tuple[int, float] | None = None
+        self._address: tuple[str, int] | None = None
+
+    # -- connecting early (for Cluster) ----------------------------------------------------------------------
+
+    def _connect_early(self) -> None:
+        """Open the TCP connection to this node now; the next request of this thread uses it.
+
+        A Cluster calls it in each node's thread while one of them fetches the shared token: the connections
+        are then open when the token arrives, rather than opened one after another under the GIL. That request's
+        timeout counts from here, so connecting early never extends it; a failure to connect is raised by
+        that request, as it would have been. Nothing happens when a connection is open already or the client
+        has a transport of its own.
+        """
+        if self._address is None:
+            url = httpx.URL(self.endpoint)  # as httpx gives it to httpcore: no brackets, IDNA, the default port
+            self._address = (url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80))
+        at = time.monotonic() + self.timeout
+        with bounded(at):
+            if connect_early(self._transport, *self._address, self.timeout):
+                self._early = (threading.get_ident(), at)
+
+    def _forget_early(self) -> None:
+        """Close the early connection if no request used it."""
+        self._early = None
+        forget_early(self._transport)
+
+    @property
+    def _http(self) -> httpx.Client:
+        client = self._http_client
+        if client is None:
+            with self._http_lock:
+                client = self._http_client
+                if client is None:
+                    client = self._http_client = httpx.Client(
+                        auth=TokenAuth(self.token_source),
+                        verify=self._tls,
+                        timeout=self.timeout,
+                        transport=self._transport,
+                        headers={"Accept": "application/json", "User-Agent": f"glancecache-client/{__version__}"},
+                        follow_redirects=False,
+                    )
+                    if isinstance(getattr(client, "_cookies", None), httpx.Cookies):
+                        client._cookies = _SetCookiesOnly(client._cookies)  # httpx offers no other way to set it
+                    if self._closed:
+                        client.close()  # closed before its first request: httpx refuses to send, as it always did
+        return client
 
     # -- context management -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._http.close()
+        with self._http_lock:
+            self._closed = True
+            client = self._http_client
+        if client is not None:
+            client.close()
+        else:
+            self._transport.close()  # what closing the httpx client would have done
 
     def __enter__(self) -> CacheClient:
         return self
@@ -482,8 +534,13 @@ class CacheClient:
         GlanceCacheError: whatever the node sends, no httpx (or other) exception escapes."""
         started = time.perf_counter()
         request = self._http.build_request(method, url, headers=headers)
+        deadline = time.monotonic() + self.timeout
+        early = self._early
+        if early is not None and early[0] == threading.get_ident():
+            self._early = None  # this request takes the early connection: its time counts
+            deadline = min(deadline, early[1])
         try:
-            with bounded(time.monotonic() + self.timeout):
+            with bounded(deadline):
                 if auth:
                     response = self._http.send(request, stream=True)
                 else:
@@ -555,6 +612,17 @@ class CacheClient:
             return build(body, self.endpoint)
         except (ValueError, TypeError, OverflowError) as exc:
             raise self._invalid(method, path, f"unexpected response shape: {_shorten(str(exc))}") from None
+
+
+class _SetCookiesOnly(httpx.Cookies):
+    """httpx's cookie jar, which reads a response only when it sets cookies: httpx hands every response to the
+    standard library's cookie parser, about a tenth of the client's work for a listing. (Glance sets none, a load
+    balancer's session persistence might: those are kept and sent back as before.)"""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
 
 
 @functools.lru_cache(maxsize=8)

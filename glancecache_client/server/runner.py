@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, ServerSettings, parse_host_port
-from .http.listener import Limits, Listener
+from .http.listener import Limits, Listener, LoopThread
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -163,6 +163,7 @@ def start_cluster(settings: ServerSettings, limits: Limits | None = None) -> Ref
 
 
 def _start_nodes(cluster: ReferenceCluster, policy: Policy) -> None:
+    from .engine.deletions import DeletionLog
     from .engine.engine import CacheEngine
     from .engine.registry import CacheRegistry
     from .http.app import GlanceApp
@@ -181,21 +182,25 @@ def _start_nodes(cluster: ReferenceCluster, policy: Policy) -> None:
 
     listeners: list[Listener] = []
     admin_listeners: list[Listener | None] = []
+    loop = LoopThread()  # every listener of this process on one event loop (see LoopThread)
     admin_host, admin_port = (
         parse_host_port(settings.cache_admin_bind, "--cache-admin-bind") if settings.cache_admin_bind else ("", 0)
     )
     for index in range(settings.nodes):
         port = settings.port + index if settings.port else 0
-        listener = Listener(settings.bind, port, settings.threads, cluster.limits)
+        listener = Listener(settings.bind, port, settings.threads, cluster.limits, loop)
         listeners.append(listener)
         cluster._listeners.append(listener)
         admin: Listener | None = None
         if settings.cache_admin_bind:
-            admin = Listener(admin_host, admin_port + index if admin_port else 0, settings.threads, cluster.limits)
+            admin_port_here = admin_port + index if admin_port else 0
+            admin = Listener(admin_host, admin_port_here, settings.threads, cluster.limits, loop)
             cluster._listeners.append(admin)
         admin_listeners.append(admin)
 
     engines: list[CacheEngine] = []
+    # One reader (and one polling thread) of the shared deletion log for every node of this process.
+    deletion_log = DeletionLog(cluster.store)
     for index, listener in enumerate(listeners):
         url = listener.url
         engine: CacheEngine | None = None
@@ -216,6 +221,7 @@ def _start_nodes(cluster: ReferenceCluster, policy: Policy) -> None:
                 max_size=settings.max_size,
                 stall_time=settings.stall_time,
                 workers=settings.cache_workers,
+                deletion_log=deletion_log,
             )
             engine.start()
             engines.append(engine)

@@ -320,3 +320,18 @@ def test_debug_log_redacts_tokens(node: FakeNode, caplog: pytest.LogCaptureFixtu
 def test_only_one_identity_argument() -> None:
     with pytest.raises(errors.InvalidInput, match="only one of"):
         CacheClient("n1", token="t", auth=object())
+
+
+def test_a_cookie_a_node_sets_is_sent_back(node: FakeNode) -> None:
+    # Glance sets no cookie; a load balancer keeping a client on one node may. The client reads only answers
+    # that set one (httpx would parse every answer for cookies), and still sends them back.
+    listing = {"cached_images": [], "queued_images": []}
+    node.on("GET", "/v2/cache", 200, listing, **{"set-cookie": "SERVERID=ctl2; Path=/"})
+    node.on("PUT", f"/v2/cache/{IMAGE}", 202)
+    node.on("DELETE", f"/v2/cache/{IMAGE}", 204)
+    with client_for(node, token="tok") as client:
+        client.queue(IMAGE)
+        client.list()
+        client.delete(IMAGE)
+    assert "cookie" not in node.calls("PUT")[0].headers
+    assert node.calls("DELETE")[0].headers["cookie"] == "SERVERID=ctl2"

@@ -125,6 +125,10 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+SQLITE_POOL = 64
+"""SQLite connections kept open for reuse (and as many more opened for a burst beyond them)."""
+
+
 def create_db_engine(url: str) -> sa.Engine:
     """An engine for ``url`` (``sqlite:///file``, ``postgresql+psycopg://...``, ``mysql+pymysql://...``).
 
@@ -133,7 +137,12 @@ def create_db_engine(url: str) -> sa.Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # A process serves many nodes, each with its own request threads: 25 listings at once checked out 25
+    # connections, and SQLAlchemy's default pool (5, plus 10 closed again after use) made each burst open
+    # and configure new connections, or wait for a free one. An idle SQLite connection costs a few descriptors.
+    in_memory = parsed.database in (None, "", ":memory:")  # one connection per thread (SingletonThreadPool)
+    pool: dict[str, Any] = {} if in_memory else {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL}
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
     @event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -141,7 +150,7 @@ def create_db_engine(url: str) -> sa.Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 30000")
-        if parsed.database not in (None, "", ":memory:"):
+        if not in_memory:
             cursor.execute("PRAGMA journal_mode = WAL")
             # In WAL mode NORMAL never corrupts the database; a power cut can only lose the last commits,
             # and the cache engine repairs a lost row (file without row) at its next start.

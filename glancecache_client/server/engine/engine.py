@@ -47,8 +47,9 @@ Rules, and where we deliberately differ from Glance 33:
   this process: it ends in ``invalid/`` instead of resurrecting the entry (after ``purge_image``, the image
   is gone: the partial file is deleted instead).
 - Deletions made by any node, in any process, reach every engine through the shared deletion log
-  (``ImageStore.deletions_after``): ``sync_deletions`` purges them, on a timer and before each listing, and
-  ``start()`` purges entries whose image went while the engine was down. A fill commits only if the
+  (``ImageStore.deletions_after``, read by a ``deletions.DeletionLog`` that the engines of one process share):
+  ``sync_deletions`` purges them, on a timer and before each listing, and ``start()`` purges entries whose
+  image went while the engine was down. A fill commits only if the
   catalogue still has its image with the same checksum, checked under the image's state lock that a purge
   also takes, so a fill racing a deletion elsewhere either sees it or is purged right after.
 - Prune counts only tracked entries (row and file), so files the registry does not know about can never
@@ -81,6 +82,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
+from glancecache_client.server.engine.deletions import DELETION_POLL_INTERVAL, DeletionLog
 from glancecache_client.server.engine.digesting import COPY_CHUNK
 from glancecache_client.server.engine.fill import (
     ENTRY_DELETED,
@@ -102,11 +104,6 @@ __all__ = ["CacheEngine"]
 
 log = logging.getLogger(__name__)
 
-DELETION_GAP_WAIT = 60.0
-"""Seconds a missing deletion sequence number is looked for again. Concurrent transactions can commit out of
-order, so number 7 may become visible after 8; a number that never shows up (a rolled-back insert) is given up."""
-MAX_DELETION_GAPS = 10_000
-
 _PRUNE_BATCH = 500  # entries whose rows one prune transaction removes (and whose state locks it holds)
 _UNLINK_THREADS = 8  # prune's concurrent unlinks (see _delete_entries)
 
@@ -125,8 +122,12 @@ class CacheEngine:
         stall_time: int,
         workers: int = 4,
         clock: Callable[[], float] = time.time,
-        deletion_poll_interval: float = 1.0,
+        deletion_poll_interval: float = DELETION_POLL_INTERVAL,
+        deletion_log: DeletionLog | None = None,
     ) -> None:
+        """``deletion_log``: the reader of the deletion log shared by the engines of this process (see
+        ``deletions``); without it the engine gets one of its own, polling every ``deletion_poll_interval``
+        seconds (0: only listings read the log)."""
         self.node_url = node_url
         self.cache_dir = Path(cache_dir)
         self.store = store
@@ -151,14 +152,7 @@ class CacheEngine:
         # Image id -> None, or why it was cancelled (ENTRY_DELETED, IMAGE_DELETED), for each fill of this
         # engine that has not ended yet.
         self._running_fills: dict[str, str | None] = {}
-        # The deletion log (see sync_deletions): highest sequence number read, and the lower ones not seen
-        # yet (sequence number -> monotonic time first missed).
-        self._deletion_guard = threading.Lock()
-        self._deletions_read = 0
-        self._deletion_gaps: dict[int, float] = {}
-        self._deletion_poll_interval = deletion_poll_interval
-        self._watch_stop = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._deletion_log = deletion_log or DeletionLog(store, deletion_poll_interval)
         self._named_locks = {"clean": threading.Lock(), "prune": threading.Lock()}
         self._tasks: queue_module.Queue[str | None] = queue_module.Queue()
         self._waiting: set[str] = set()
@@ -175,7 +169,7 @@ class CacheEngine:
         for directory in (self.cache_dir, self._incomplete_dir, self._invalid_dir, self._queue_dir, self._locks_dir):
             directory.mkdir(parents=True, exist_ok=True)
         # Deletions from here on are read from the log; the repair below catches those made before.
-        self._deletions_read = self.store.last_deletion()
+        self._deletion_log.attach(self)
         with self._exclusive("clean"):
             for path in self._files(self._incomplete_dir):
                 if self._remove_if_abandoned(path):
@@ -189,18 +183,12 @@ class CacheEngine:
                 self._threads.append(thread)
         for image_id in self.list_queued():
             self._submit(image_id)
-        if self._watcher is None and self._deletion_poll_interval > 0:
-            self._watch_stop.clear()
-            self._watcher = threading.Thread(target=self._watch_deletions, name="cache-deletions", daemon=True)
-            self._watcher.start()
+        self._deletion_log.watch()
 
     def close(self) -> None:
         """Stop the workers (a fill in progress gets a few seconds) and release the registry."""
         self._stopping = True  # ids still waiting are skipped: their queue files survive for the next start
-        self._watch_stop.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=5)
-            self._watcher = None
+        self._deletion_log.detach(self)
         threads, self._threads = self._threads, []
         for _ in threads:
             self._tasks.put(None)
@@ -364,34 +352,14 @@ class CacheEngine:
                         image_id, seen, image_id=image_id, seen=seen)  # fmt: skip
 
     def sync_deletions(self) -> int:
-        """Purge every image deleted since the last call, on any node in any process. Returns how many
-        deletions were new to this engine. Runs on a timer (``deletion_poll_interval``) and before every
-        listing, so a node never lists an image another process deleted. (Serving one is ruled out
-        before: a download looks the image up first, and ``open_cached`` checks the checksum.)
+        """Purge every image deleted since the last read of the log, on any node in any process. Returns how many
+        deletions reached this engine meanwhile. Runs on a timer and before every listing, so a node never lists
+        an image another process deleted. (Serving one is ruled out before: a download looks the image up first,
+        and ``open_cached`` checks the checksum.) The engines of one process share the read (``DeletionLog``).
         """
-        with self._deletion_guard:
-            gaps, read = self._deletion_gaps, self._deletions_read
-            rows = self.store.deletions_after(read, gaps)
-            fresh = [image_id for seq, image_id in rows if seq > read or gaps.pop(seq, None) is not None]
-            now = time.monotonic()
-            if rows and rows[-1][0] > read:
-                seen = {seq for seq, _ in rows}
-                for missing in range(read + 1, rows[-1][0]):
-                    if missing not in seen and len(gaps) < MAX_DELETION_GAPS:
-                        gaps[missing] = now
-                self._deletions_read = rows[-1][0]
-            for seq in [seq for seq, since in gaps.items() if now - since > DELETION_GAP_WAIT]:
-                del gaps[seq]
-        for image_id in fresh:
-            self.purge_image(image_id, seen="in the shared deletion log")
-        return len(fresh)
-
-    def _watch_deletions(self) -> None:
-        while not self._watch_stop.wait(self._deletion_poll_interval):
-            try:
-                self.sync_deletions()
-            except Exception:
-                log.exception("Reading the image deletion log failed (node %s); retrying", self.node_url)
+        before = self._deletion_log.delivered(self)
+        self._deletion_log.sync()
+        return self._deletion_log.delivered(self) - before
 
     def delete_all_cached(self) -> int:
         """Remove every cached image of this node (tracked or stray id-named files). Returns how many."""

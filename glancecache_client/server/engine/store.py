@@ -119,6 +119,14 @@ class Image:
     updated_at: datetime
 
 
+# Compiled once per store (see ImageStore._deletions_after): every listing reads the deletion log.
+_DELETIONS_AFTER = (
+    sa.select(schema.image_deletions.c.seq, schema.image_deletions.c.image_id)
+    .where(schema.image_deletions.c.seq > sa.bindparam("after"))
+    .order_by(schema.image_deletions.c.seq)
+)
+
+
 def _epoch_to_utc(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=timezone.utc)
 
@@ -152,6 +160,7 @@ class ImageStore:
 
     def __init__(self, db: sa.Engine, images_dir: Path) -> None:
         self._db = db
+        self._deletions_sql: tuple[str, bool] | None = None  # (SQL, positional parameters) of _DELETIONS_AFTER
         self._images_dir = Path(images_dir)
         self._images_dir.mkdir(parents=True, exist_ok=True)
         schema.create_tables(db, [schema.images, schema.image_deletions])
@@ -334,14 +343,31 @@ class ImageStore:
 
     def deletions_after(self, seq: int, also: Iterable[int] = ()) -> Sequence[tuple[int, str]]:
         """(seq, image_id) of the deletions with a sequence number above ``seq`` or in ``also``, lowest first."""
-        log = schema.image_deletions
-        wanted = log.c.seq > seq
         extra = sorted(also)
-        if extra:
-            wanted = sa.or_(wanted, log.c.seq.in_(extra))
+        if not extra:
+            return self._deletions_after(seq)
+        log = schema.image_deletions
+        wanted = sa.or_(log.c.seq > seq, log.c.seq.in_(extra))
         query = sa.select(log.c.seq, log.c.image_id).where(wanted).order_by(log.c.seq)
         with schema.reading(self._db) as conn:
             return [(int(seq), str(image_id)) for seq, image_id in conn.execute(query)]
+
+    def _deletions_after(self, seq: int) -> Sequence[tuple[int, str]]:
+        """``deletions_after(seq)`` through the DBAPI cursor, with SQL compiled once for this database: every
+        listing of every node reads the log, and SQLAlchemy's statement and result handling cost more than the
+        query itself."""
+        if self._deletions_sql is None:
+            compiled = _DELETIONS_AFTER.compile(dialect=self._db.dialect)
+            self._deletions_sql = (str(compiled), bool(compiled.positional))
+        sql, positional = self._deletions_sql
+        params: tuple[int, ...] | dict[str, int] = (seq,) if positional else {"after": seq}
+        with schema.reading(self._db) as conn:
+            result = conn.exec_driver_sql(sql, params)
+            try:
+                rows = result.cursor.fetchall() if result.cursor is not None else []
+            finally:
+                result.close()
+        return [(int(number), str(image_id)) for number, image_id in rows]
 
     def last_deletion(self) -> int:
         """The highest deletion sequence number so far (0 if no image was ever deleted)."""

@@ -268,6 +268,8 @@ class _AccessLine:
         if self._written:
             return
         self._written = True
+        if not access_log.isEnabledFor(logging.INFO):
+            return  # the line's fields cost a request more than its log call
         environ, seconds = self.environ, round(time.monotonic() - self.started, 6)
         ctx = environ.get(CONTEXT_KEY)
         user = ctx.user_id if isinstance(ctx, RequestContext) else None

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..engine.db import create_tables
+from ..engine.db import create_tables, reading
 from .context import RequestContext
 from .documents import read_json_or_yaml
 from .faults import HTTPError, Reply
@@ -265,6 +266,14 @@ class IdentityService:
         # (SQLite serialises transactions). A token revoked by another process stays valid here for
         # at most TOKEN_CACHE_SECONDS.
         self._recent: dict[str, tuple[float, Token]] = {}
+        # Token id -> the database read under way for it: the nodes of a process all get a new token's first
+        # requests at once (a cold fan-out: 25 listings), and one read answers them all, not 25.
+        self._reading: dict[str, Future[Token | None]] = {}
+        # Counts revocations, so that a read which began before one never puts the token back in _recent.
+        self._revocations = 0
+        # Token id -> (the Token looked up, the users then, its caller): spares each request two uuid5 hashes and
+        # two scans of the users while lookup gives that same Token object (from _recent).
+        self._contexts: dict[str, tuple[Token, tuple[User, ...], RequestContext]] = {}
         # Set by the runner once the nodes listen: the catalog's image endpoint and identity URL.
         self.image_endpoint = ""
         self.identity_endpoint = ""
@@ -322,13 +331,47 @@ class IdentityService:
         now = time.time()
         with self._lock:
             recent = self._recent.get(token_id)
-        if recent is not None and recent[0] > now and recent[1].expires_at > now:
-            return recent[1]
-        with self.db.connect() as conn:
+            if recent is not None and recent[0] > now and recent[1].expires_at > now:
+                return recent[1]
+            pending = self._reading.get(token_id)
+            if pending is None:
+                pending = self._reading[token_id] = Future()
+                revocations = self._revocations
+                leader = True
+            else:
+                leader = False
+        if not leader:
+            try:
+                token = pending.result()
+            except Exception:
+                return self._read_token(token_id, time.time())  # that read failed: try one of our own
+            return token if token is None or token.expires_at > time.time() else None
+        try:
+            token = self._read_token(token_id, now)
+        except BaseException as exc:
+            with self._lock:
+                if self._reading.get(token_id) is pending:
+                    del self._reading[token_id]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            if self._reading.get(token_id) is pending:
+                del self._reading[token_id]
+            if token is not None and revocations == self._revocations:
+                if len(self._recent) > 10000:
+                    self._recent.clear()
+                self._recent[token_id] = (now + TOKEN_CACHE_SECONDS, token)
+        pending.set_result(token)
+        return token
+
+    def _read_token(self, token_id: str, now: float) -> Token | None:
+        # A plain read: SQLite's write lock (the engine's default BEGIN IMMEDIATE) would queue every request
+        # of every node behind each other and behind any writer.
+        with reading(self.db) as conn:
             row = conn.execute(sa.select(tokens_table).where(tokens_table.c.id == token_id)).first()
         if row is None or row.expires_at <= now:
             return None
-        token = Token(
+        return Token(
             id=row.id,
             user_name=row.user_name,
             domain_name=row.domain_name,
@@ -339,17 +382,14 @@ class IdentityService:
             expires_at=row.expires_at,
             application_credential_id=row.application_credential_id,
         )
-        with self._lock:
-            if len(self._recent) > 10000:
-                self._recent.clear()
-            self._recent[token_id] = (now + TOKEN_CACHE_SECONDS, token)
-        return token
 
     def revoke(self, token_id: str) -> bool:
         if not _TOKEN_ID.fullmatch(token_id):
             return False
         with self._lock:
             self._recent.pop(token_id, None)
+            self._reading.pop(token_id, None)  # later lookups read again rather than wait for an earlier read
+            self._revocations += 1
         with self.db.begin() as conn:
             result = conn.execute(tokens_table.delete().where(tokens_table.c.id == token_id))
         return bool(result.rowcount)
@@ -358,17 +398,25 @@ class IdentityService:
         token = self.lookup(token_id)
         if token is None:
             return None
+        known = self._contexts.get(token_id)
+        if known is not None and known[0] is token and known[1] is self.users:
+            return known[2]  # the same token and the same users: the same caller
         if (
             token.application_credential_id is not None
             and self._credential_by_id(token.application_credential_id) is None
         ):
             return None  # as in Keystone, a credential that no longer exists takes its tokens with it
         user = self._find_user(token.user_name, token.domain_name)
-        return RequestContext(
+        context = RequestContext(
             user_id=user.id if user else stable_id("user", f"{token.domain_name}/{token.user_name}"),
             project_id=project_id(token.project_name, token.domain_name) if token.project_name else None,
             roles=frozenset(role.lower() for role in token.roles),
         )
+        with self._lock:
+            if len(self._contexts) > 10000:
+                self._contexts.clear()
+            self._contexts[token_id] = (token, self.users, context)
+        return context
 
     # -- HTTP ------------------------------------------------------------------------------------------
 

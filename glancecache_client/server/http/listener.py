@@ -239,6 +239,10 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.since_progress()
+        # Bytes beyond a request that is complete: a pipelined request. It is kept (this read's worth, at most)
+        # and the rest waits in the socket until this one is answered. Reading is paused only then, not after
+        # every request: a client that waits for its answer costs no pause and resume (two epoll changes).
+        pipelined = self.flow is not None and self.flow.eof
         if self.flow is None and not self.head_started:
             self.head_started = True
             self.since = time.monotonic()
@@ -248,8 +252,7 @@ class _Connection(asyncio.Protocol):
             self.refuse(exc.error_status_hint)
             return
         self.process()
-        if self.flow is not None and self.flow.eof and self.transport is not None:
-            # The next (pipelined) request waits in the socket, not in memory, until this one is answered.
+        if pipelined and self.transport is not None:
             self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
@@ -323,7 +326,7 @@ class _Connection(asyncio.Protocol):
             body = f"{status} {reason}\n".encode()
             head = (
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\nDate: {formatdate(usegmt=True)}\r\n\r\n"
+                f"Connection: close\r\nDate: {_http_date()}\r\n\r\n"
             )
             self.transport.write(head.encode("latin-1") + body)
         self.close()
@@ -476,10 +479,59 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
-class Listener:
-    """An HTTP/1.1 server: accepting and all socket I/O on an event-loop thread, the WSGI app on ``threads``."""
+class LoopThread:
+    """An asyncio event loop running on a thread of its own, shared by the listeners given it.
 
-    def __init__(self, host: str, port: int, threads: int, limits: Limits | None = None) -> None:
+    The nodes of one server process share one: 25 nodes answering at once then wake one thread, which handles
+    their sockets in a few turns of one loop, rather than 25 threads each paying a turn of its own loop for
+    every request (and competing for the GIL to do so). The loop and its thread start with the first listener
+    that starts and end when the last one stops.
+    """
+
+    def __init__(self, name: str = "http") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._users = 0
+        self._running: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+
+    def acquire(self) -> asyncio.AbstractEventLoop:
+        """The running loop, started if no listener uses it yet."""
+        with self._lock:
+            self._users += 1
+            if self._running is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=self._run, args=(loop,), name=self.name, daemon=True)
+                thread.start()
+                self._running = (loop, thread)
+            return self._running[0]
+
+    def release(self) -> None:
+        """One listener less; the last one stops the loop and its thread."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0 or self._running is None:
+                return
+            (loop, thread), self._running = self._running, None
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
+
+
+class Listener:
+    """An HTTP/1.1 server: accepting and all socket I/O on an event-loop thread, the WSGI app on ``threads``.
+
+    ``loop``: the event-loop thread to use, shared with other listeners (without it the listener has its own).
+    """
+
+    def __init__(
+        self, host: str, port: int, threads: int, limits: Limits | None = None, loop: LoopThread | None = None
+    ) -> None:
         self.slot = _AppSlot()
         self.host = host
         self.limits = limits or Limits()
@@ -503,11 +555,13 @@ class Listener:
             reason = os.strerror(errno) if errno and errno > 0 else (exc.strerror or str(exc))
             raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
         self.port: int = int(self.sock.getsockname()[1])
-        self.loop = asyncio.new_event_loop()
+        self.loop_thread = loop or LoopThread(f"http-{self.port}")
+        self.loop: asyncio.AbstractEventLoop  # the loop_thread's, from start()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"http-{self.port}")
         self.connections: dict[_Connection, None] = {}  # the open connections (a dict as an ordered set)
-        self.thread = threading.Thread(target=self._run, name=f"http-{self.port}", daemon=True)
+        self._serving: concurrent.futures.Future[None] | None = None
         self._stopped = asyncio.Event()
+        self._file_sends: set[asyncio.Task[None]] = set()  # file answers under way (cancelled at stop)
 
     @property
     def url(self) -> str:
@@ -522,28 +576,22 @@ class Listener:
 
     def start(self, app: Any) -> None:
         self.slot.app = app
-        self.thread.start()
+        self.loop = self.loop_thread.acquire()
+        self._serving = asyncio.run_coroutine_threadsafe(self._serve(), self.loop)
 
     def stop(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self._stopped.set)
-            self.thread.join(timeout=5)
-        else:
+        serving, self._serving = self._serving, None
+        if serving is None:
             self.sock.close()
+        else:
+            self.loop.call_soon_threadsafe(self._stopped.set)
+            with contextlib.suppress(Exception):
+                serving.result(timeout=5)
         self.pool.shutdown(wait=True, cancel_futures=True)
-        if not self.loop.is_closed() and not self.thread.is_alive():
-            self.loop.close()
+        if serving is not None:
+            self.loop_thread.release()
 
     # -- the event-loop thread
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
-        # File sends still under way end now, so no app thread waits on them and the pool can shut down.
-        pending = asyncio.all_tasks(self.loop)
-        for task in pending:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-
     async def _serve(self) -> None:
         server = await self.loop.create_server(lambda: _Connection(self), sock=self.sock)
         sweeper = asyncio.ensure_future(self._sweep())
@@ -556,8 +604,23 @@ class Listener:
                 conn.abort()
                 if conn.flow is not None:
                     conn.flow.lose()  # the app's thread must not wait for a loop that is going away
+            # File sends still under way end now, so no app thread waits on them and the pool can shut down.
+            sends = list(self._file_sends)
+            for task in sends:
+                task.cancel()
+            await asyncio.gather(sweeper, *sends, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+
+    async def _send_file(self, conn: _Connection, *args: Any, **kwargs: Any) -> None:
+        """``conn.send_file(*args, **kwargs)`` as a task this listener cancels when it stops."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._file_sends.add(task)
+        try:
+            await conn.send_file(*args, **kwargs)
+        finally:
+            self._file_sends.discard(task)
 
     async def _sweep(self) -> None:
         """Close what outstayed its time: idle connections, slow request heads, stalled bodies and downloads."""
@@ -651,12 +714,12 @@ class Listener:
                 # A first download's cache fill commits before the client has the last bytes (see _LoggedFile).
                 before_end = getattr(handle, "before_end", None)
                 hold = min(length, END_HELD) if callable(before_end) else 0
-                sending = conn.send_file(flow, response, handle, offset, length - hold, end=not hold)
+                sending = self._send_file(conn, flow, response, handle, offset, length - hold, end=not hold)
                 asyncio.run_coroutine_threadsafe(sending, self.loop).result()
                 if hold:
                     assert before_end is not None
                     before_end()
-                    sending = conn.send_file(flow, None, handle, offset + length - hold, hold, end=True)
+                    sending = self._send_file(conn, flow, None, handle, offset + length - hold, hold, end=True)
                     asyncio.run_coroutine_threadsafe(sending, self.loop).result()
                 return
             # One chunk is held back so that the last one goes with the end of the answer: a small answer
@@ -702,8 +765,20 @@ def _verbatim_head(status: str, app_headers: list[tuple[str, str]]) -> tuple[str
         # RFC 9110 forbids a length on these and h11 refuses to send one (waitress dropped it too).
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]
     if not any(name.lower() == "date" for name, _ in headers):
-        headers.append(("Date", formatdate(usegmt=True)))
+        headers.append(("Date", _http_date()))
     return status, headers
+
+
+_DATE: list[tuple[int, str]] = [(0, "")]  # the Date header of the current second
+
+
+def _http_date() -> str:
+    """``formatdate(usegmt=True)``, formatted once a second rather than for every answer."""
+    second = int(time.time())
+    cached = _DATE[0]
+    if cached[0] != second:
+        cached = _DATE[0] = (second, formatdate(second, usegmt=True))
+    return cached[1]
 
 
 def _close_body(body: Iterable[bytes], environ: dict[str, Any]) -> None:

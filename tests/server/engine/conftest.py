@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from glancecache_client.server.engine import db as schema
+from glancecache_client.server.engine.deletions import DeletionLog
 from glancecache_client.server.engine.engine import CacheEngine
 from glancecache_client.server.engine.registry import CacheRegistry
 from glancecache_client.server.engine.store import Image, ImageStore
@@ -100,6 +101,7 @@ def make_node(tmp_path: Path, sqlite_db: sa.Engine, store: ImageStore) -> Iterat
         image_store: ImageStore | None = None,
         start: bool = True,
         deletion_poll_interval: float = 1.0,
+        deletion_log: DeletionLog | None = None,
     ) -> Node:
         cache_dir = tmp_path / name / "cache"
         node_url = f"http://{name}"
@@ -117,6 +119,7 @@ def make_node(tmp_path: Path, sqlite_db: sa.Engine, store: ImageStore) -> Iterat
             workers=workers,
             clock=clock,
             deletion_poll_interval=deletion_poll_interval,
+            deletion_log=deletion_log,
         )
         started.append(engine)
         if start:

@@ -7,8 +7,9 @@ call), it only reads the shared ``image_deletions`` table as every node does.
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from glancecache_client.server.engine import db as schema
 from glancecache_client.server.engine import store as store_module
+from glancecache_client.server.engine.deletions import DeletionLog
 from glancecache_client.server.engine.store import ImageStore
 
 from .conftest import NodeFactory, active_image
@@ -163,6 +165,107 @@ def test_two_engines_on_one_shared_database(backend: str, request: pytest.Fixtur
     finally:
         for db in engines:
             db.dispose()
+
+
+def _counting_reads(store: ImageStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the reads of the deletion log (one entry per read)."""
+    reads: list[int] = []
+    real = store.deletions_after
+
+    def counted(seq: int, also: Iterable[int] = ()) -> Sequence[tuple[int, str]]:
+        reads.append(seq)
+        return real(seq, also)
+
+    monkeypatch.setattr(store, "deletions_after", counted)
+    return reads
+
+
+def test_the_engines_of_one_process_share_one_read(make_node: NodeFactory, store: ImageStore,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    shared = DeletionLog(store, poll_interval=0)
+    a = make_node(name="a", deletion_log=shared)
+    b = make_node(name="b", deletion_log=shared)
+    image = active_image(store, b"both" * 100)
+    for node in (a, b):
+        assert b"".join(node.engine.caching_iter(image, store.iter_data(image.id)))
+    reads = _counting_reads(store, monkeypatch)
+    store.delete(image.id)  # by a node of another process: nobody here is told but through the log
+    assert b.engine.list_cached() == []
+    assert len(reads) == 1  # one read purged it from both
+    assert not (a.cache_dir / image.id).exists() and not a.engine.is_cached(image.id)
+    assert a.engine.sync_deletions() == 0 and b.engine.sync_deletions() == 0  # each deletion acted on once
+
+
+def test_a_process_polls_the_log_with_one_thread(make_node: NodeFactory, store: ImageStore) -> None:
+    shared = DeletionLog(store, poll_interval=0.05)
+    nodes = [make_node(name=f"n{number}", deletion_log=shared) for number in range(3)]
+    assert sum(thread.name == "cache-deletions" for thread in threading.enumerate()) == 1
+    image = active_image(store, b"polled" * 100)
+    for node in nodes:
+        assert b"".join(node.engine.caching_iter(image, store.iter_data(image.id)))
+    store.delete(image.id)
+    deadline = time.monotonic() + 5
+    while any((node.cache_dir / image.id).exists() or node.registry.get(image.id) for node in nodes):
+        assert time.monotonic() < deadline, "the timer did not purge every node"
+        time.sleep(0.02)
+    for node in nodes:
+        node.engine.close()
+    assert not any(thread.name == "cache-deletions" for thread in threading.enumerate())  # gone with the last
+
+
+def test_an_engine_is_told_only_of_deletions_after_it_attached(make_node: NodeFactory, store: ImageStore) -> None:
+    shared = DeletionLog(store, poll_interval=0)
+    early = make_node(name="early", deletion_log=shared)
+    first = active_image(store, b"first" * 100)
+    store.delete(first.id)  # before "late" starts: its start-up repair is what would purge it
+    late = make_node(name="late", deletion_log=shared)
+    second = active_image(store, b"second" * 100)
+    store.delete(second.id)
+    late.engine.sync_deletions()
+    assert shared.delivered(late.engine) == 1  # the second deletion only
+    assert shared.delivered(early.engine) == 2
+
+
+def test_a_listing_waits_for_a_read_that_began_after_it(make_node: NodeFactory, store: ImageStore,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A read under way when a listing arrives may have missed a deletion committed just before: the listing
+    waits for it and then for a read of its own, which it shares with every listing that waited alongside."""
+    shared = DeletionLog(store, poll_interval=0)
+    nodes = [make_node(name=f"n{number}", deletion_log=shared) for number in range(3)]
+    image = active_image(store, b"raced" * 100)
+    for node in nodes:
+        assert b"".join(node.engine.caching_iter(image, store.iter_data(image.id)))
+    reads = _counting_reads(store, monkeypatch)
+    counted = store.deletions_after
+    entered, release = threading.Event(), threading.Event()
+
+    def first_read_held(seq: int, also: Iterable[int] = ()) -> Sequence[tuple[int, str]]:
+        if not entered.is_set():
+            rows = counted(seq, also)  # read before the deletion below
+            entered.set()
+            assert release.wait(10)
+            return rows
+        return counted(seq, also)
+
+    monkeypatch.setattr(store, "deletions_after", first_read_held)
+    early = threading.Thread(target=nodes[0].engine.sync_deletions)
+    early.start()
+    assert entered.wait(10)
+    store.delete(image.id)
+    listings: dict[int, list[dict[str, object]]] = {}
+    late = [threading.Thread(target=lambda n=n: listings.update({n: nodes[n].engine.list_cached()})) for n in (1, 2)]
+    for thread in late:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(shared._cond._waiters) < 2:  # type: ignore[attr-defined]  # both listings wait for the read
+        assert time.monotonic() < deadline, "the listings did not wait for the read under way"
+        time.sleep(0.01)
+    release.set()
+    for thread in (early, *late):
+        thread.join(10)
+    assert listings == {1: [], 2: []}
+    assert len(reads) == 2  # the held read, and one more for both listings
+    assert not any((node.cache_dir / image.id).exists() for node in nodes)
 
 
 def test_the_log_keeps_a_day_of_deletions(shared_db: sa.Engine, tmp_path: Path) -> None:

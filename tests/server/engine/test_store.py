@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from glancecache_client.server.engine import db as schema
 from glancecache_client.server.engine.store import ImageConflict, ImageNotFound, ImageStore, is_image_id
 
 from .conftest import active_image
@@ -178,3 +180,15 @@ def test_reads_do_not_wait_for_a_writer(store: ImageStore, sqlite_db: sa.Engine)
         reader.join(timeout=5)  # hang detection only: with the old BEGIN IMMEDIATE reads waited 30 s
         assert not reader.is_alive(), "a read waited for the writer"
     assert done == [image, []]
+
+
+def test_a_burst_of_requests_reuses_its_sqlite_connections(sqlite_db: sa.Engine) -> None:
+    """25 nodes of one process answering at once hold 25 connections; the next burst finds them open again
+    (SQLAlchemy's default pool kept 5 and closed the rest, so every burst opened and configured new ones)."""
+    opened: list[object] = []
+    sa.event.listen(sqlite_db, "connect", lambda connection, record: opened.append(connection))
+    for _burst in range(2):
+        with contextlib.ExitStack() as held:
+            for _ in range(25):
+                held.enter_context(schema.reading(sqlite_db)).execute(sa.text("SELECT 1"))
+    assert len(opened) == 25

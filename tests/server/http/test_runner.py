@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -212,3 +213,29 @@ def test_script_bad_configuration_is_one_line_and_exit_2(args: list[str]) -> Non
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("glancecache-server: error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_the_listeners_of_a_process_share_one_event_loop_thread(tmp_path: Path, http: httpx.Client) -> None:
+    """One thread runs the sockets of every node and admin listener of a process; a listener stopping leaves
+    the others serving; the thread ends with the last one."""
+
+    def loop_threads() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name == "http"]
+
+    before = len(loop_threads())
+    with run_cluster(3, auth="noauth", cache_admin_bind="127.0.0.1:0", data_dir=tmp_path) as cluster:
+        assert len(loop_threads()) == before + 1
+        image_id = cluster.upload_image(b"shared loop" * 1000)
+        for url in cluster.urls:
+            assert http.get(f"{url}/v2/images/{image_id}/file").content == b"shared loop" * 1000
+        for url in cluster.admin_urls:
+            assert http.get(f"{url}/cache").status_code == 200
+        cluster._listeners[0].stop()  # the first node's listener
+        with pytest.raises(httpx.ConnectError):
+            http.get(f"{cluster.urls[0]}/versions")
+        for url in cluster.urls[1:] + cluster.admin_urls:
+            assert http.get(f"{url}/versions").status_code == 200
+    deadline = time.monotonic() + 5
+    while len(loop_threads()) > before:
+        assert time.monotonic() < deadline, "the event loop thread outlived the cluster"
+        time.sleep(0.02)

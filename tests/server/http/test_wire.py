@@ -498,3 +498,21 @@ def test_range_and_content_range_forms(
         assert (answer.status_code, answer.headers["content-range"]) == (416, "bytes */10")
     else:
         assert (answer.status_code, answer.content) == (206, expected)
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(noauth_cluster: ReferenceCluster) -> None:
+    """Requests sent before the answers to the earlier ones (in one write, and one more while the first are
+    answered) get their answers in order; the connection stays usable and closes when asked."""
+    parts = urlsplit(noauth_cluster.url)
+    head = f"Host: {parts.netloc}\r\nAccept: application/json\r\n"
+    ask = [f"GET /versions HTTP/1.1\r\n{head}\r\n", f"GET /v2/cache HTTP/1.1\r\n{head}\r\n",
+           f"GET /v2/images/{UNKNOWN} HTTP/1.1\r\n{head}\r\n"]  # fmt: skip
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall("".join(ask).encode())
+        first = sock.recv(65536)
+        sock.sendall(f"GET /v2/cache HTTP/1.1\r\n{head}Connection: close\r\n\r\n".encode())
+        chunks = [first]
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", b"".join(chunks))
+    assert statuses == [b"200", b"200", b"404", b"200"]
