@@ -95,7 +95,7 @@ from glancecache_client.server.engine.fill import (
     recorded_md5,
     verify,
 )
-from glancecache_client.server.engine.locks import KeyedLocks
+from glancecache_client.server.engine.locks import KeyedLocks, SharedRun
 from glancecache_client.server.engine.registry import CacheRegistry, Listing
 from glancecache_client.server.engine.store import Image, ImageStore, is_image_id
 from glancecache_client.server.logs import event
@@ -145,6 +145,8 @@ class CacheEngine:
 
         self._guard = threading.Lock()
         self._idle = threading.Condition(self._guard)
+        # GET /v2/cache requests arriving together share one listing built after they came (see SharedRun).
+        self._shared_listing = SharedRun(self._build_listing)
         # Per image id: one fill at a time (held for the whole fill) and state changes (brief). Both forget
         # an id once nobody uses its lock, so a long-lived node does not keep a lock per image ever seen.
         self._fill_locks = KeyedLocks()
@@ -214,9 +216,14 @@ class CacheEngine:
     def listing(self) -> tuple[str, list[str]]:
         """GET /v2/cache: the JSON text of ``list_cached()`` (byte for byte ``json.dumps`` of it, see
         ``Listing.json``) and ``list_queued()``, after one read of the deletion log, not two: that read is a third
-        of a small listing's work, and a server hosting 100 nodes answers 100 listings at once."""
+        of a small listing's work, and a server hosting 100 nodes answers 100 listings at once. Requests arriving
+        together share one listing built after they came."""
+        text, queued = self._shared_listing()
+        return text, list(queued)
+
+    def _build_listing(self) -> tuple[str, tuple[str, ...]]:
         self.sync_deletions()
-        return self._cached_listing().json(), self._queued_ids()
+        return self._cached_listing().json(), tuple(self._queued_ids())
 
     def list_cached(self) -> list[dict[str, object]]:
         """This node's entries in Glance 33's wire shape for the driver (see ``CacheEntry.wire``)."""

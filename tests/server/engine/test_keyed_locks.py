@@ -1,11 +1,13 @@
-"""KeyedLocks: mutual exclusion per key, and no entry left once a key's lock is unused."""
+"""KeyedLocks: mutual exclusion per key, and no entry left once a key's lock is unused; SharedRun."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from glancecache_client.server.engine.locks import KeyedLocks
+import pytest
+
+from glancecache_client.server.engine.locks import KeyedLocks, SharedRun
 
 
 def test_hold_excludes_per_key_and_forgets_the_key() -> None:
@@ -133,3 +135,48 @@ def test_overlapping_hold_alls_and_single_holds_do_not_deadlock() -> None:
         thread.join(10)
     assert not any(thread.is_alive() for thread in threads)
     assert not overlap.is_set() and len(locks) == 0
+
+
+def test_a_shared_run_started_after_each_caller() -> None:
+    """Callers arriving during a run wait for the next one and share it; each result reflects its caller's time."""
+    state = {"version": 0, "runs": 0}
+    first_running, release_first = threading.Event(), threading.Event()
+
+    def build() -> int:
+        state["runs"] += 1
+        if state["runs"] == 1:
+            first_running.set()
+            assert release_first.wait(10)
+        return state["version"]
+
+    shared = SharedRun(build)
+    results: dict[str, int] = {}
+    first = threading.Thread(target=lambda: results.__setitem__("first", shared()))
+    first.start()
+    assert first_running.wait(10)
+    state["version"] = 1  # a change made while the first run is under way, before the late callers call
+    late = [threading.Thread(target=lambda n=n: results.__setitem__(f"late{n}", shared())) for n in range(5)]
+    for thread in late:
+        thread.start()
+    time.sleep(0.2)  # let every late caller reach its wait (it would be a run of its own otherwise, also correct)
+    release_first.set()
+    for thread in (first, *late):
+        thread.join(10)
+    assert results["first"] in (0, 1)
+    assert all(results[f"late{n}"] == 1 for n in range(5))  # none got the run that started before its call
+    assert state["runs"] == 2  # five late callers, one run between them
+    assert shared() == 1 and state["runs"] == 3  # a caller alone runs it itself
+
+
+def test_a_shared_run_hands_its_error_to_every_caller_of_that_run() -> None:
+    calls = []
+
+    def failing() -> int:
+        calls.append(1)
+        raise OSError("disk gone")
+
+    shared = SharedRun(failing)
+    for _ in range(2):
+        with pytest.raises(OSError, match="disk gone"):
+            shared()
+    assert len(calls) == 2  # a failure is not remembered for later callers
