@@ -9,7 +9,7 @@ keystoneauth1 session (so a new token) and new clients (so discovery again).
 The nodes are spread over a few server processes (``--server-processes``, default 4) sharing one data directory,
 so one identity database (one token is good on every node, as with one Keystone). Real nodes are separate
 machines; one process hosting all 100 would answer their 100 simultaneous listings one at a time under its GIL
-(about 3 ms of server CPU each, 0.3 s in all), measuring the test server rather than the client's fan-out. On a
+(about 1.3-1.5 ms of server CPU each, 0.15 s in all), measuring the test server rather than the client's fan-out. On a
 2-core machine more processes than cores add little.
 The goals: 16 nodes (issue: foundation) and 100 nodes (issue 11) within 1.3x the time of one node, with exactly
 one token request, and 100 nodes under 80 MiB peak RSS. Each scenario runs in a child process of its own, so its
