@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Protocol
 
+from glancecache_client.server.engine.locks import SharedRun
 from glancecache_client.server.engine.store import ImageStore
 
 __all__ = ["DELETION_GAP_WAIT", "DELETION_POLL_INTERVAL", "MAX_DELETION_GAPS", "DeletionLog", "DeletionSubscriber"]
@@ -53,14 +54,13 @@ class DeletionLog:
         """``poll_interval`` seconds between reads by the polling thread (0: no thread, only ``sync`` reads)."""
         self.store = store
         self.poll_interval = poll_interval
-        self._cond = threading.Condition()
+        self._guard = threading.Lock()  # the subscribers and their counts
         # subscriber -> (the sequence number it attached after, deletions delivered to it so far)
         self._subscribers: dict[DeletionSubscriber, list[int]] = {}
         self._read = 0  # the highest sequence number read
         self._gaps: dict[int, float] = {}  # lower numbers not seen yet -> monotonic time first missed
-        self._started = 0  # reads started so far; the one under way (if any) is number _started
-        self._completed = 0  # the number of the last read that completed (reads run one at a time, in order)
-        self._busy = False  # a read (or an attach) holds the log
+        self._reading = threading.Lock()  # held by a read and by an attach: _read and _gaps are theirs
+        self._shared_read = SharedRun(self._read_and_deliver)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -68,20 +68,17 @@ class DeletionLog:
 
     def attach(self, subscriber: DeletionSubscriber) -> None:
         """Deliver to ``subscriber`` every deletion after the last one committed now."""
-        self._acquire()
-        try:
+        with self._reading:
             mark = self.store.last_deletion()
-            with self._cond:
+            with self._guard:
                 if not self._subscribers:
                     # Nobody needs what lies before: start from here (gaps below it are the repair's job too).
                     self._read, self._gaps = mark, {}
                 self._subscribers[subscriber] = [mark, 0]
-        finally:
-            self._release(None)
 
     def detach(self, subscriber: DeletionSubscriber) -> None:
         """Stop delivering to ``subscriber``; the polling thread stops with the last one."""
-        with self._cond:
+        with self._guard:
             self._subscribers.pop(subscriber, None)
             watcher = self._watcher if not self._subscribers else None
             if watcher is not None:
@@ -92,7 +89,7 @@ class DeletionLog:
 
     def watch(self) -> None:
         """Start the polling thread, unless it runs or the interval is 0."""
-        with self._cond:
+        with self._guard:
             if self._watcher is not None or self.poll_interval <= 0 or not self._subscribers:
                 return
             self._stop = threading.Event()
@@ -102,47 +99,42 @@ class DeletionLog:
 
     def delivered(self, subscriber: DeletionSubscriber) -> int:
         """How many deletions were delivered to ``subscriber`` so far."""
-        with self._cond:
+        with self._guard:
             entry = self._subscribers.get(subscriber)
             return entry[1] if entry is not None else 0
 
     # -- reading ---------------------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Return once a read that started after this call has been delivered to every subscriber."""
-        with self._cond:
-            ticket = self._started
-            while self._completed <= ticket:
-                if not self._busy:
-                    self._busy = True
-                    self._started += 1
-                    number = self._started
-                    break
-                self._cond.wait()
-            else:
-                return
-        completed: int | None = None
-        try:
-            self._read_and_deliver()
-            completed = number
-        finally:
-            self._release(completed)
-
-    def _acquire(self) -> None:
-        with self._cond:
-            while self._busy:
-                self._cond.wait()
-            self._busy = True
-
-    def _release(self, completed: int | None) -> None:
-        with self._cond:
-            self._busy = False
-            if completed is not None:
-                self._completed = completed
-            self._cond.notify_all()
+        """Return once a read that started after this call has been delivered to every subscriber (``SharedRun``:
+        callers arriving while a read is under way share the next one)."""
+        self._shared_read()
 
     def _read_and_deliver(self) -> None:
-        """One read of the table, and each new deletion to every subscriber that attached before it."""
+        """One read of the table, and each new deletion to every subscriber that attached before it (an attach
+        waits for both)."""
+        with self._reading:
+            fresh = self._read_fresh()
+            if not fresh:
+                return
+            with self._guard:
+                subscribers = list(self._subscribers.items())
+            for subscriber, entry in subscribers:
+                for seq, image_id in fresh:
+                    if seq <= entry[0]:
+                        continue  # deleted before this engine attached: its start-up repair saw to it
+                    with self._guard:
+                        if subscriber not in self._subscribers:
+                            break  # closed meanwhile
+                    try:
+                        subscriber.purge_image(image_id, seen="in the shared deletion log")
+                    except Exception:
+                        log.exception("Purging deleted image %s failed (node %s)", image_id, subscriber.node_url)
+                    with self._guard:
+                        entry[1] += 1
+
+    def _read_fresh(self) -> list[tuple[int, str]]:
+        """(seq, image_id) of the deletions not read before (numbers missed earlier included); under _reading."""
         gaps, read = self._gaps, self._read
         rows = self.store.deletions_after(read, gaps)
         fresh = [(seq, image_id) for seq, image_id in rows if seq > read or gaps.pop(seq, None) is not None]
@@ -155,23 +147,7 @@ class DeletionLog:
             self._read = rows[-1][0]
         for seq in [seq for seq, since in gaps.items() if now - since > DELETION_GAP_WAIT]:
             del gaps[seq]
-        if not fresh:
-            return
-        with self._cond:
-            subscribers = list(self._subscribers.items())
-        for subscriber, entry in subscribers:
-            for seq, image_id in fresh:
-                if seq <= entry[0]:
-                    continue  # deleted before this engine attached: its start-up repair saw to it
-                with self._cond:
-                    if subscriber not in self._subscribers:
-                        break  # closed meanwhile
-                try:
-                    subscriber.purge_image(image_id, seen="in the shared deletion log")
-                except Exception:
-                    log.exception("Purging deleted image %s failed (node %s)", image_id, subscriber.node_url)
-                with self._cond:
-                    entry[1] += 1
+        return fresh
 
     def _poll(self, stop: threading.Event) -> None:
         while not stop.wait(self.poll_interval):

@@ -104,46 +104,45 @@ class KeyedLocks:
 
 
 class SharedRun(Generic[T]):
-    """Callers arriving together share one run of a function: each gets the result (or the exception) of a run
-    that started after it called, so it sees every change made before its call, and overlapping callers cost one
-    run more, not one each. One run at a time.
+    """Callers arriving together share one run of a function: each gets the result of a run that started after
+    it called, so it sees every change made before its call, and overlapping callers cost one run more, not one
+    each. One run at a time. A run that fails is shared by no one: its caller gets the exception, and callers
+    waiting for it start a run of their own.
 
-    Why: a listing of 10,000 entries costs tens of milliseconds of CPU; callers asking at once (an exporter's
-    scrape and an operator's fan-out, or one server standing in for many nodes) would otherwise build it once
-    each, all finishing together at the end."""
+    Why: a listing of 10,000 entries costs tens of milliseconds of CPU, and every listing reads the deletion log;
+    callers asking at once (an exporter's scrape and an operator's fan-out, or one server standing in for many
+    nodes) would otherwise each do that work, all finishing together at the end."""
 
     def __init__(self, function: Callable[[], T]) -> None:
         self._function = function
         self._cond = threading.Condition()
         self._running = False
-        self._started = 0  # runs started so far; a caller needs run number started + 1 or later
-        self._finished = 0
-        self._outcome: tuple[T | None, BaseException | None] = (None, None)
+        self._started = 0  # runs started so far; the one under way (if any) is number _started
+        self._finished = 0  # the number of the last run that succeeded
+        self._result: list[T] = []  # its result
 
     def __call__(self) -> T:
         with self._cond:
-            needed = self._started + 1
-            while self._running:
+            needed = self._started + 1  # the first run that starts after this call
+            while self._finished < needed:
+                if not self._running:
+                    break
                 self._cond.wait()
-            if self._finished >= needed:  # a run that started after we came has finished: share it
-                return self._result()
+            else:
+                return self._result[0]
             self._running = True
             self._started += 1
-        result: T | None = None
-        error: BaseException | None = None
+            number = self._started
         try:
             result = self._function()
-        except BaseException as exc:
-            error = exc
+        except BaseException:
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
+            raise
         with self._cond:
             self._running = False
-            self._finished = self._started
-            self._outcome = (result, error)
+            self._finished = number
+            self._result[:] = [result]
             self._cond.notify_all()
-            return self._result()
-
-    def _result(self) -> T:
-        result, error = self._outcome
-        if error is not None:
-            raise error
-        return result  # type: ignore[return-value]  # None only when T admits it: the function returned it
+        return result

@@ -61,9 +61,10 @@ IMAGE_STATUSES = frozenset(
 
 DELETION_LOG_RETENTION = 24 * 3600.0
 """Seconds a row of the deletion log is kept. Running engines read it about every second and look for a missing
-number for a minute (engine.DELETION_GAP_WAIT); an engine that starts reads from the newest row and repairs its
+number for a minute (deletions.DELETION_GAP_WAIT); an engine that starts reads from the newest row and repairs its
 cache against the images table, so older rows help no one. A day leaves room for an engine whose database was
 unreachable for hours."""
+
 
 class ImageConflict(Exception):
     """The image is not in a state that allows the operation (or its id is already taken)."""

@@ -257,7 +257,7 @@ def test_a_listing_waits_for_a_read_that_began_after_it(make_node: NodeFactory, 
     for thread in late:
         thread.start()
     deadline = time.monotonic() + 10
-    while len(shared._cond._waiters) < 2:  # type: ignore[attr-defined]  # both listings wait for the read
+    while len(shared._shared_read._cond._waiters) < 2:  # type: ignore[attr-defined]  # both wait for the read
         assert time.monotonic() < deadline, "the listings did not wait for the read under way"
         time.sleep(0.01)
     release.set()

@@ -168,7 +168,7 @@ def test_a_shared_run_started_after_each_caller() -> None:
     assert shared() == 1 and state["runs"] == 3  # a caller alone runs it itself
 
 
-def test_a_shared_run_hands_its_error_to_every_caller_of_that_run() -> None:
+def test_a_failed_shared_run_is_not_remembered() -> None:
     calls = []
 
     def failing() -> int:
@@ -180,3 +180,39 @@ def test_a_shared_run_hands_its_error_to_every_caller_of_that_run() -> None:
         with pytest.raises(OSError, match="disk gone"):
             shared()
     assert len(calls) == 2  # a failure is not remembered for later callers
+
+
+def test_callers_waiting_for_a_failed_run_start_their_own() -> None:
+    running, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def first_fails() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            running.set()
+            assert release.wait(10)
+            raise OSError("database gone")
+        return len(calls)
+
+    shared = SharedRun(first_fails)
+    outcomes: dict[str, object] = {}
+
+    def call(name: str) -> None:
+        try:
+            outcomes[name] = shared()
+        except OSError as exc:
+            outcomes[name] = exc
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    assert running.wait(10)
+    waiters = [threading.Thread(target=call, args=(f"waiter{n}",)) for n in range(3)]
+    for thread in waiters:
+        thread.start()
+    time.sleep(0.2)  # every waiter reaches its wait for the failing run
+    release.set()
+    for thread in (first, *waiters):
+        thread.join(10)
+    assert isinstance(outcomes["first"], OSError)
+    assert [outcomes[f"waiter{n}"] for n in range(3)] == [2, 2, 2]  # one new run, shared by the three
+    assert len(calls) == 2
