@@ -67,6 +67,21 @@ _Values = tuple[str, int, int, float, float, str | None, int | None]
 checksum, row_id."""
 
 
+def _as_values(raw: Sequence[Any]) -> _Values:
+    """One row's values as the database driver gives them, in CacheEntry's field order (row id None for the
+    sqlite driver), in CacheEntry's types."""
+    image_id, size, hits, last_accessed, last_modified, checksum, row_id = raw
+    return (
+        str(image_id),
+        int(size),
+        int(hits),
+        float(last_accessed),
+        float(last_modified),
+        None if checksum is None else str(checksum),
+        None if row_id is None else int(row_id),
+    )
+
+
 def _wire(driver: str, values: _Values) -> dict[str, object]:
     image_id, size, hits, last_accessed, last_modified, checksum, row_id = values
     if driver == CENTRALIZED:
@@ -171,16 +186,10 @@ class Listing:
         row_id = shape.keys.index("id") if "id" in shape.keys else None
         wired = []
         for row in self.rows:
-            image_id, size, hits, last_accessed, last_modified = (row[at] for at in columns)
-            values: _Values = (
-                str(image_id),
-                int(size),
-                int(hits),
-                float(last_accessed),
-                float(last_modified),
-                None if checksum is None or row[checksum] is None else str(row[checksum]),
-                None if row_id is None else int(row[row_id]),
-            )
+            values = _as_values(
+                [*(row[at] for at in columns), None if checksum is None else row[checksum],
+                 None if row_id is None else row[row_id]]
+            )  # fmt: skip
             wired.append(_wire(self.driver, values))
         return wired
 
@@ -353,27 +362,17 @@ class CacheRegistry:
         ]
 
     def _raw_rows(self, keys: tuple[str, ...]) -> Sequence[tuple[Any, ...]]:
-        """This node's rows as the DBAPI gives them: columns ``keys``, in ``entries`` order.
-
-        Read through the DBAPI cursor: SQLAlchemy's result rows cost as much as the query here (listings of
-        10,000 rows are the case that matters).
-        """
+        """This node's rows as the DBAPI gives them (``db.fetch_all``): columns ``keys``, in ``entries`` order.
+        Listings of 10,000 rows are the case that matters."""
         sql = self._statements.get(keys)
         if sql is None:
             t = self._table
-            order = t.c.id if self.driver == CENTRALIZED else t.c.image_id
-            query = sa.select(*(t.c[key] for key in keys)).where(self._scoped()).order_by(order)
+            query = sa.select(*(t.c[key] for key in keys)).where(self._scoped()).order_by(self._entries_order())
             # The node id is the only parameter: an int, safe to write into the SQL as a literal.
             sql = self._statements[keys] = str(
                 query.compile(dialect=self._db.dialect, compile_kwargs={"literal_binds": True})
             )
-        with schema.reading(self._db) as conn:
-            result = conn.exec_driver_sql(sql)
-            try:
-                rows: Sequence[tuple[Any, ...]] = result.cursor.fetchall()
-            finally:
-                result.close()
-        return rows
+        return schema.fetch_all(self._db, sql)
 
     def record_hit(self, image_id: str, now: float | None = None, checksum: str | None = None) -> bool:
         """hits + 1 and last_accessed = now, atomically in SQL. False if the image has no row (or, with
@@ -428,17 +427,12 @@ class CacheRegistry:
         query = sa.select(*columns).where(self._scoped())
         if where is not None:
             query = query.where(where)
-        query = query.order_by(t.c.id if centralized else t.c.image_id)
+        query = query.order_by(self._entries_order())
         with schema.reading(self._db) as conn:
             rows = conn.execute(query).all()
         for row in rows:
-            image_id, size, hits, last_accessed, last_modified, checksum = row[:6]
-            yield (
-                str(image_id),
-                int(size),
-                int(hits),
-                float(last_accessed),
-                float(last_modified),
-                None if checksum is None else str(checksum),
-                int(row[6]) if centralized else None,
-            )
+            yield _as_values([*row[:6], row[6] if centralized else None])
+
+    def _entries_order(self) -> sa.ColumnElement[Any]:
+        """``entries`` order: centralized by row id (insertion), sqlite by image id."""
+        return self._table.c.id if self.driver == CENTRALIZED else self._table.c.image_id

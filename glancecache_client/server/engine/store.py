@@ -354,20 +354,13 @@ class ImageStore:
             return [(int(seq), str(image_id)) for seq, image_id in conn.execute(query)]
 
     def _deletions_after(self, seq: int) -> Sequence[tuple[int, str]]:
-        """``deletions_after(seq)`` through the DBAPI cursor, with SQL compiled once for this database: every
-        listing of every node reads the log, and SQLAlchemy's statement and result handling cost more than the
-        query itself."""
+        """``deletions_after(seq)`` through the DBAPI cursor (``db.fetch_all``), with SQL compiled once for this
+        database: every listing of every node reads the log."""
         if self._deletions_sql is None:
             compiled = _DELETIONS_AFTER.compile(dialect=self._db.dialect)
             self._deletions_sql = (str(compiled), bool(compiled.positional))
         sql, positional = self._deletions_sql
-        params: tuple[int, ...] | dict[str, int] = (seq,) if positional else {"after": seq}
-        with schema.reading(self._db) as conn:
-            result = conn.exec_driver_sql(sql, params)
-            try:
-                rows = result.cursor.fetchall() if result.cursor is not None else []
-            finally:
-                result.close()
+        rows = schema.fetch_all(self._db, sql, (seq,) if positional else {"after": seq})
         return [(int(number), str(image_id)) for number, image_id in rows]
 
     def last_deletion(self) -> int:
