@@ -181,15 +181,22 @@ def reading(engine: sa.Engine) -> sa.Connection:
 def fetch_all(
     engine: sa.Engine, sql: str, parameters: tuple[Any, ...] | dict[str, Any] | None = None
 ) -> Sequence[tuple[Any, ...]]:
-    """The rows of ``sql`` (already compiled for this database), read as by ``reading`` but through the DBAPI
-    cursor: on the hot paths (listings, the deletion log) SQLAlchemy's statement and result handling cost as much
-    as the query itself."""
-    with reading(engine) as conn:
-        result = conn.exec_driver_sql(sql, parameters)
+    """The rows of one read-only statement ``sql`` (already compiled for this database), straight from a pooled
+    DBAPI connection: on the hot paths (every listing reads the registry and the deletion log) SQLAlchemy's
+    connection, transaction and result handling cost several times the query (0.3 ms of a listing's 0.8 ms of
+    application time). One statement needs no transaction of its own: SQLite (autocommit, see the connect hook)
+    runs it as one read, and PostgreSQL's and MariaDB's implicit transaction is rolled back when the pool takes
+    the connection back, as it is after ``reading``."""
+    connection = engine.raw_connection()  # the pool's checkout: its pre-ping, where configured, included
+    try:
+        cursor = connection.cursor()
         try:
-            return result.cursor.fetchall() if result.cursor is not None else []
+            cursor.execute(sql, parameters or ())
+            return cursor.fetchall()  # type: ignore[no-any-return]
         finally:
-            result.close()
+            cursor.close()
+    finally:
+        connection.close()  # back to the pool, which rolls back what the statement began
 
 
 def create_tables(engine: sa.Engine, tables: Sequence[sa.Table]) -> None:
