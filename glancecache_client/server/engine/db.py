@@ -192,7 +192,7 @@ def fetch_all(
         cursor = connection.cursor()
         try:
             cursor.execute(sql, parameters or ())
-            return cursor.fetchall()  # type: ignore[no-any-return]
+            return cursor.fetchall()
         finally:
             cursor.close()
     finally:

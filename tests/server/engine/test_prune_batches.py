@@ -40,7 +40,7 @@ def test_remove_many_on_the_per_node_sqlite_driver(tmp_path: Path) -> None:
 def test_prune_over_several_batches_keeps_rows_and_files_together(
     make_node: NodeFactory, store: ImageStore, monkeypatch: pytest.MonkeyPatch, driver: str
 ) -> None:
-    monkeypatch.setattr(engine_module, "_PRUNE_BATCH", 3)  # 7 victims: batches of 3, 3 and 1
+    monkeypatch.setattr(engine_module, "_DELETE_BATCH", 3)  # 7 victims: batches of 3, 3 and 1
     node = make_node(driver=driver, max_size=3 * 100, clock=FakeClock())
     images = [active_image(store, bytes([n]) * 100) for n in range(10)]
     for image in images:
@@ -54,3 +54,33 @@ def test_prune_over_several_batches_keeps_rows_and_files_together(
     assert sorted(entry.image_id for entry in node.registry.entries()) == kept
     assert sorted(p.name for p in node.cache_dir.iterdir() if p.is_file() and not p.name.startswith("cache.db")) == kept
     assert node.engine.list_queued() == []
+
+
+@pytest.mark.parametrize("driver", ["centralized_db", "sqlite"])
+def test_clear_over_several_batches_removes_every_entry_and_stray_file_but_not_the_queue(
+    make_node: NodeFactory, store: ImageStore, monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    monkeypatch.setattr(engine_module, "_DELETE_BATCH", 2)  # 5 entries and a stray file: batches of 2, 2 and 2
+    commits: list[int] = []
+    remove_many = CacheRegistry.remove_many
+
+    def counted(self: CacheRegistry, image_ids: list[str]) -> int:
+        commits.append(len(image_ids))
+        return remove_many(self, image_ids)
+
+    monkeypatch.setattr(CacheRegistry, "remove_many", counted)
+    node = make_node(driver=driver)
+    images = [active_image(store, bytes([n]) * 100) for n in range(5)]
+    for image in images:
+        node.engine.queue(image.id)
+        assert node.engine.wait_idle(10)
+    stray = str(uuid.uuid4())
+    (node.cache_dir / stray).write_bytes(b"left by a crash")
+    waiting = active_image(store, b"queued")
+    node.engine.hold_queue()
+    node.engine.queue(waiting.id)
+    assert node.engine.delete_all_cached() == 6
+    assert commits == [2, 2, 2]  # one transaction per batch, not per entry
+    assert node.engine.list_cached() == [] and node.registry.entries() == []
+    assert [p.name for p in node.cache_dir.iterdir() if p.is_file() and not p.name.startswith("cache.db")] == []
+    assert node.engine.list_queued() == [waiting.id]  # clearing the cache leaves the queue alone

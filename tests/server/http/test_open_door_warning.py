@@ -3,6 +3,7 @@ admin (noauth; trusted, where the caller's own headers name its roles) says so l
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -18,14 +19,23 @@ SCRIPT = Path(sys.executable).parent / "glancecache-server"
 def start_and_stop(*args: str) -> tuple[str, str]:
     """Run the script until it prints its URL, stop it with SIGTERM; (first stdout line, all of stderr)."""
     process = subprocess.Popen(
-        [str(SCRIPT), "--port", "0", "--no-cache", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [str(SCRIPT), "--port", "0", "--no-cache", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT then prints every thread's stack
     )
     try:
         assert process.stdout is not None and process.stderr is not None
         url = process.stdout.readline().strip()
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
-        return url, process.stderr.read()
+        try:
+            # communicate, not wait: stderr is read while the server stops, so it can never block on a full pipe.
+            # (Once, on a CI machine just after test_flood, a server took over 15 s to stop; say where it hung.)
+            _, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            stacks = process.communicate(timeout=10)[1]
+            pytest.fail(f"glancecache-server {' '.join(args)} did not exit within 30 s of SIGTERM:\n{stacks[-4000:]}")
+        assert process.returncode == 0, stderr
+        return url, stderr
     finally:
         if process.poll() is None:
             process.kill()
