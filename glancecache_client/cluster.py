@@ -252,17 +252,27 @@ class Cluster:
         future.add_done_callback(self._running.discard)
         return future
 
-    def close(self) -> None:
+    def close(self, *, abandon: bool = False) -> None:
         """Wait for the calls under way (an ``each`` left unfinished may have some), then close every node's
         connections. The idle threads are told to end afterwards, and not waited for: joining 100 of them
-        took 3-10 ms (and ending them first slowed the closing of the connections)."""
+        took 3-10 ms (and ending them first slowed the closing of the connections).
+
+        With ``abandon`` (what leaving the ``with`` block by an exception does, Ctrl-C included) nothing is waited
+        for: calls not started are cancelled and every node's connections are closed at once, which ends the
+        requests in flight with an error. A request already sent may still take effect on its node. (Waiting
+        made Ctrl-C in front of a node answering slowly take as long as that node.)
+        """
         with self._lock:
             self._closed = True
             running = list(self._running)
-        wait(running)
+        if abandon:
+            for future in running:
+                future.cancel()
+        else:
+            wait(running)
         for client in self.clients.values():
             client.close()
-        self._pool.shutdown(wait=False)
+        self._pool.shutdown(wait=False, cancel_futures=abandon)
 
     def __enter__(self) -> Cluster:
         return self
@@ -270,7 +280,7 @@ class Cluster:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        self.close(abandon=exc_type is not None)
 
 
 def _list_if_waiting(waiting: set[str], deadline: float, client: CacheClient) -> CacheState | None:

@@ -11,6 +11,8 @@ Cluster connects to every node while the one token they share is being fetched.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -69,6 +71,12 @@ class _Stream(httpcore.NetworkStream):
         self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
+        # Shut the socket down before closing it: a request still in flight on another thread (a call of a Cluster
+        # left by an exception or Ctrl-C) is blocked in recv, which close(2) alone does not wake.
+        sock = self._inner.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._inner.close()
 
     def start_tls(

@@ -34,12 +34,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def connected(settings: Settings, nodes: NodeChoice, *, warn: bool = True) -> Iterator[Cluster]:
     """Build the Cluster inside the error boundary, run the command body, close it (the library loads only once
     the options are known good, so usage errors stay fast)."""
-    with error_boundary():
-        cluster = settings.open_cluster(nodes, warn=warn)
-        try:
-            yield cluster
-        finally:
-            cluster.close()
+    # Left by an error or Ctrl-C, the Cluster abandons its calls in flight rather than waiting for them.
+    with error_boundary(), settings.open_cluster(nodes, warn=warn) as cluster:
+        yield cluster
 
 
 def read_image_ids(given: Sequence[str]) -> list[str]:

@@ -26,6 +26,7 @@ from .. import _scripts
 __all__ = ["VALUE_OPTIONS", "dispatch", "find_command", "takes_value"]
 
 CACHE_PREFIX = "cache-"
+INTERRUPTED = 130  # exitcodes.INTERRUPTED, without importing click here
 HELP_COMMAND = "help"
 HELP_OPTIONS = frozenset({"-h", "--help"})
 # Global options outside --os-* that take a value: ours (-H/--host, --node-set, --timeout) and
@@ -136,6 +137,12 @@ def trailer(argv: list[str], has_glanceclient: bool) -> Callable[[], None] | Non
 def run_ours(prog: str, argv: list[str], after: Callable[[], None] | None = None) -> NoReturn:
     """Run our click group; ``after`` prints a trailer once it has answered (help and version only)."""
     code = run_ours_returning(prog, argv)
+    if code == INTERRUPTED:
+        # Ctrl-C: the answer is said; end now rather than when the interpreter has joined every request thread
+        # (a node's connections are closed by then, but a thread may still wait for a TCP connect or a DNS answer).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
     if after is not None:
         sys.stdout.flush()
         after()
