@@ -37,14 +37,6 @@ every time (the kernel sizes page-cache folios by the write, and large ones are 
 WRITEBACK_EVERY = 16 * 1024 * 1024
 """A DigestingWriter asks the kernel to start writing its file back every this many bytes (Linux)."""
 
-FLUSH_EVERY = 32 * 1024 * 1024
-"""A direct write (``_DirectWriter``) asks the device to make its data durable (fdatasync) every this many bytes.
-
-Measured on this project's VM (virtio disk, 256 MiB fills): O_DIRECT writes land in the device's volatile cache,
-so the fsync before the commit waited 0.35-0.45 s for the device to write them all. Flushing as the fill goes
-overlaps that wait with the hashing: the fill plus its fsync took 0.91-0.99 s instead of 1.00-1.08 s. The bytes
-written to the device are the same; on a device without a volatile cache each flush returns at once."""
-
 DIRECT_ALIGN = 4096
 """Offset, length and memory alignment that O_DIRECT writes keep (a page; every Linux block size divides it)."""
 
@@ -95,7 +87,6 @@ class _DirectWriter:
         self.buffer = buffer
         self.staged = 0
         self.offset = 0  # where the staging buffer starts in the file
-        self.flushed = 0  # the device has made the file durable up to here (FLUSH_EVERY)
 
     @classmethod
     def open(cls, out: BinaryIO) -> _DirectWriter | None:
@@ -152,9 +143,6 @@ class _DirectWriter:
                 part.release()  # an error's traceback must not keep the buffer exported: close() unmaps it
         self.offset += length
         self.staged = 0
-        if self.offset - self.flushed >= FLUSH_EVERY:
-            os.fdatasync(self.fd)  # a failure is a write error: the fill fails, as it would at its fsync
-            self.flushed = self.offset
 
 
 class _Stage:

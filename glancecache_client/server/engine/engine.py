@@ -24,7 +24,10 @@ Rules, and where we deliberately differ from Glance 33:
 - An image is *cached* when its file ``<cache_dir>/<id>`` exists **and** the registry has this node's row.
 - A fill (``fill.Fill``) writes to ``incomplete/<id>`` (created with O_EXCL and held under ``flock``), checks
   the bytes with ``fill.verify`` (size and the strongest digest the image records, see ``fill.fill_digests``),
-  fsyncs, renames into place, removes the queue file and only then inserts the row. For a large image the file
+  fsyncs, renames into place, removes the queue file and only then inserts the row. A fill of
+  ``fill.DURABLE_LATER`` bytes or more is hard-linked into place and recorded before its fsync, keeping its
+  ``incomplete/`` name (still flock-ed) until the fsync returns; ``start()`` verifies again an entry that still
+  has an abandoned ``incomplete/`` name (a crash came before its bytes were known to be durable). For a large image the file
   write and the digest run on helper threads of the fill (``digesting.DigestingWriter``), so a download feeding
   it is not slowed by them; the file is written with O_DIRECT where the filesystem takes it, which keeps fills
   from competing with the digest for CPU and from pushing hot pages out of memory (the first hit then reads
@@ -92,6 +95,7 @@ from glancecache_client.server.engine.fill import (
     FillPaths,
     digest_file,
     fill_digests,
+    fsync_dir,
     recorded_md5,
     verify,
 )
@@ -174,7 +178,7 @@ class CacheEngine:
         self._deletion_log.attach(self)
         with self._exclusive("clean"):
             for path in self._files(self._incomplete_dir):
-                if self._remove_if_abandoned(path):
+                if self._remove_if_abandoned(path, settle=self._confirm_unsynced_entry):
                     self._event(logging.INFO, "repaired", "Removed abandoned partial file %s", path)
             self._repair()
         self._stopping = False
@@ -681,8 +685,10 @@ class CacheEngine:
             with contextlib.suppress(FileNotFoundError):
                 private.unlink()
 
-    def _remove_if_abandoned(self, path: Path) -> bool:
-        """Unlink an ``incomplete/`` file no live writer holds (its flock is free). True if removed."""
+    def _remove_if_abandoned(self, path: Path, settle: Callable[[Path, int], None] | None = None) -> bool:
+        """Unlink an ``incomplete/`` file no live writer holds (its flock is free). True if removed.
+
+        ``settle(path, fd)`` is called first, with the flock held (at start: ``_confirm_unsynced_entry``)."""
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -696,10 +702,38 @@ class CacheEngine:
                 raise
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_ino == os.fstat(fd).st_ino:
+                    if settle is not None:
+                        settle(path, fd)
                     path.unlink()
             return True
         finally:
             os.close(fd)
+
+    def _confirm_unsynced_entry(self, path: Path, fd: int) -> None:
+        """An abandoned ``incomplete/<id>`` that is also the cache entry ``<id>`` (the same inode) is a fill that
+        committed before its bytes were durable and never said they were (``fill.Fill``, ``DURABLE_LATER``): a
+        crash came first. Its bytes are verified again, and made durable if they pass; otherwise the entry goes
+        (row, then file to invalid/)."""
+        image_id = path.name
+        cached = self._cached_path(image_id)
+        try:
+            if not is_image_id(image_id) or cached.stat().st_ino != os.fstat(fd).st_ino:
+                return
+        except FileNotFoundError:
+            return
+        image = self.store.get(image_id)
+        with self.state_lock(image_id):
+            active = image is not None and image.status == "active"
+            if image is not None and active and verify(image, digest_file(cached, fill_digests(image))) is None:
+                os.fsync(fd)
+                fsync_dir(self.cache_dir)
+                self._event(logging.INFO, "repaired", "Verified cached image %s, whose fill ended before its data "
+                            "was known to be on disk", image_id, image_id=image_id)  # fmt: skip
+                return
+            self.registry.remove(image_id)
+            os.replace(cached, self._invalid_path(image_id))
+        self._event(logging.WARNING, "repaired", "Dropped cached image %s: its fill ended before its data was known "
+                    "to be on disk, and the data no longer verifies", image_id, image_id=image_id)  # fmt: skip
 
     # -- repair ----------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from glancecache_client.server.engine import digesting
 from glancecache_client.server.engine.digesting import COPY_CHUNK, DigestingWriter
 
 
@@ -143,33 +142,3 @@ def test_a_failed_o_direct_write_surfaces(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(OSError, match="No space left"):
         write_in_odd_chunks(tmp_path / "out", os.urandom(4 * COPY_CHUNK), direct=True)
 
-
-def test_o_direct_writes_are_made_durable_as_they_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not takes_o_direct(tmp_path):
-        pytest.skip(f"{tmp_path} does not take O_DIRECT writes")
-    monkeypatch.setattr(digesting, "FLUSH_EVERY", 2 * COPY_CHUNK)
-    real_fdatasync, flushed_at = os.fdatasync, []
-
-    def fdatasync(fd: int) -> None:
-        flushed_at.append(os.fstat(fd).st_size)
-        real_fdatasync(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    data = os.urandom(5 * COPY_CHUNK + 123)
-    writer = write_in_odd_chunks(tmp_path / "out", data, direct=True)
-    assert writer.direct
-    assert flushed_at == [2 * COPY_CHUNK, 4 * COPY_CHUNK]  # the rest is the fsync before the commit
-    assert (tmp_path / "out").read_bytes() == data
-
-
-def test_a_failed_flush_of_o_direct_writes_surfaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not takes_o_direct(tmp_path):
-        pytest.skip(f"{tmp_path} does not take O_DIRECT writes")
-    monkeypatch.setattr(digesting, "FLUSH_EVERY", COPY_CHUNK)
-
-    def failing_fdatasync(fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
-    with pytest.raises(OSError, match="Input/output error"):
-        write_in_odd_chunks(tmp_path / "out", os.urandom(3 * COPY_CHUNK), direct=True)

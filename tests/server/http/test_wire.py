@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -439,6 +440,43 @@ def test_large_first_download_is_cached_when_the_client_has_it(cluster: Referenc
     assert image_id in http.get(f"{cluster.url}/v2/cache", headers=ADMIN).text  # no waiting
     cache_dir = cluster.nodes[0].cache_dir
     assert cache_dir is not None and (cache_dir / image_id).read_bytes() == data
+
+
+def test_a_large_first_download_ends_before_the_fill_is_durable(cluster: ReferenceCluster, http: httpx.Client,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A fill of DURABLE_LATER bytes or more commits before its flush: the client has the whole image, and finds it
+    listed, while the flush is still under way (held here until the client has checked)."""
+    from glancecache_client.server.engine import fill as fill_module
+
+    monkeypatch.setattr(fill_module, "DURABLE_LATER", 2 * 1024 * 1024)
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    image_id = cluster.upload_image(data)
+    cache_dir = cluster.nodes[0].cache_dir
+    assert cache_dir is not None
+    flushing, flushed = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        cached = cache_dir / image_id
+        if cached.exists() and os.path.samefile(f"/proc/self/fd/{fd}", cached):
+            flushing.set()
+            assert flushed.wait(30)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    try:
+        response = http.get(f"{cluster.url}/v2/images/{image_id}/file", headers=ADMIN)
+        assert response.status_code == 200 and response.content == data
+        assert flushing.is_set()  # the download ended while the fill's flush waits
+        assert image_id in http.get(f"{cluster.url}/v2/cache", headers=ADMIN).text  # on the same connection
+        assert (cache_dir / "incomplete" / image_id).exists()  # not durable yet
+    finally:
+        flushed.set()
+    deadline = time.monotonic() + 10
+    while (cache_dir / "incomplete" / image_id).exists():
+        assert time.monotonic() < deadline, "the fill never finished making its data durable"
+        time.sleep(0.02)
+    assert (cache_dir / image_id).read_bytes() == data
 
 
 def test_aborted_download_leaves_nothing_cached(cluster: ReferenceCluster, http: httpx.Client) -> None:
