@@ -27,11 +27,11 @@ Rules, and where we deliberately differ from Glance 33:
   fsyncs, renames into place, removes the queue file and only then inserts the row. A fill of
   ``fill.DURABLE_LATER`` bytes or more is hard-linked into place and recorded before its fsync, keeping its
   ``incomplete/`` name (still flock-ed) until the fsync returns; ``start()`` verifies again an entry that still
-  has an abandoned ``incomplete/`` name (a crash came before its bytes were known to be durable). For a large image the file
-  write and the digest run on helper threads of the fill (``digesting.DigestingWriter``), so a download feeding
-  it is not slowed by them; the file is written with O_DIRECT where the filesystem takes it, which keeps fills
-  from competing with the digest for CPU and from pushing hot pages out of memory (the first hit then reads
-  from disk).
+  has an abandoned ``incomplete/`` name (a crash came before its bytes were known to be durable). For a large
+  image the file write and the digest run on helper threads of the fill (``digesting.DigestingWriter``), so a
+  download feeding it is not slowed by them; the file is written with O_DIRECT where the filesystem takes it,
+  which keeps fills from competing with the digest for CPU and from pushing hot pages out of memory (the first
+  hit then reads from disk).
   A mismatch, an error or the consumer closing the stream early (GeneratorExit) moves the file to
   ``invalid/`` and records nothing. An image without any checksum it can check is not cached.
 - One writer per image per node: an in-process lock per image plus the exclusive ``incomplete/`` file, so
