@@ -519,6 +519,13 @@ class CacheEngine:
             for path in self._files(self._incomplete_dir):
                 try:
                     if path.stat().st_mtime < older_than:
+                        # An unconfirmed large fill (its process died before the fsync) must not lose the name that
+                        # says so: its entry is verified first, as start() does.
+                        fd = os.open(path, os.O_RDONLY)
+                        try:
+                            self._confirm_unsynced_entry(path, fd)
+                        finally:
+                            os.close(fd)
                         stalled += self._unlink(path)
                 except FileNotFoundError:
                     continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,26 @@ def test_start_leaves_an_entry_being_flushed_by_a_live_writer(
         assert second.engine.is_cached(image.id) and incomplete.exists()
     finally:
         os.close(fd)
+
+
+def test_clean_verifies_an_unconfirmed_entry_before_removing_its_stalled_name(
+    make_node: NodeFactory, store: ImageStore
+) -> None:
+    """Another process sharing the cache directory died before its flush returned and has not started again: the
+    stalled ``incomplete/`` name that clean() removes first has the entry verified, as a start would."""
+    node = make_node(stall_time=60)
+    kept, lost = (active_image(store, os.urandom(200 * KIB)) for _ in range(2))
+    for image in (kept, lost):
+        node.engine.queue(image.id)
+    assert node.engine.wait_idle(10)
+    with (node.cache_dir / lost.id).open("r+b") as out:
+        out.write(bytes(4 * KIB))
+    long_ago = time.time() - 3600
+    for image in (kept, lost):
+        incomplete = node.cache_dir / "incomplete" / image.id
+        os.link(node.cache_dir / image.id, incomplete)
+        os.utime(incomplete, (long_ago, long_ago))  # the entry's too: one inode
+    node.engine.clean()
+    assert os.listdir(node.cache_dir / "incomplete") == []
+    assert node.engine.is_cached(kept.id)
+    assert not node.engine.is_cached(lost.id) and (node.cache_dir / "invalid" / lost.id).exists()
