@@ -144,12 +144,10 @@ def render(table: Table, fmt: str) -> str:
         writer.writerows([_blank(value) for value in row] for row in table.rows)
         return buffer.getvalue().rstrip("\n")
     if fmt == "value":
-        return "\n".join(" ".join(str(_blank(value)) for value in row) for row in table.rows)
-    aligns = [_align(table, i) for i in range(len(table.columns))] if table.rows else None
-    if aligns is not None:
-        plain = _plain_table(table.columns, table.rows, aligns)
-        if plain is not None:
-            return plain
+        return "\n".join(" ".join(map(_cell_text, row)) for row in table.rows)
+    plain = _plain_table(table.columns, table.rows) if table.rows else None
+    if plain is not None:
+        return plain
     from tabulate import tabulate
 
     return tabulate(
@@ -157,7 +155,7 @@ def render(table: Table, fmt: str) -> str:
         headers=table.columns,
         tablefmt="simple",
         disable_numparse=True,
-        colalign=aligns,
+        colalign=[_align(table, i) for i in range(len(table.columns))] if table.rows else None,
     )
 
 
@@ -165,10 +163,10 @@ TABLE_GAP = "  "  # between columns, as tabulate's "simple" format
 HEADER_PADDING = 2  # tabulate.MIN_PADDING: a column is at least its header and two more wide
 
 
-def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[Value]], aligns: Sequence[str]) -> str | None:
-    """tabulate's "simple" table of ``rows`` (``disable_numparse``, ``colalign``), byte for byte, written a column
-    at a time; None when a header or cell is anything but plain ASCII text without surrounding spaces, or an int
-    (then tabulate, which also knows wide characters, line breaks and trimming, writes it).
+def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[Value]]) -> str | None:
+    """tabulate's "simple" table of ``rows`` (``disable_numparse``, ``colalign`` as ``_align``), byte for byte,
+    written a column at a time; None when a header or cell is anything but plain ASCII text without surrounding
+    spaces, or an int (then tabulate, which also knows wide characters, line breaks and trimming, writes it).
 
     Why: tabulate inspects and formats each cell in Python, several calls each: 160,000 rows (16 nodes of 10,000
     cached images) took 12 s and 350 MiB. Here a column is checked by C-level passes (one join, isascii,
@@ -176,10 +174,11 @@ def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[Value]], aligns
     """
     padded: list[Iterable[str]] = []
     header_cells: list[str] = []
-    for name, values, align in zip(columns, zip(*rows, strict=True), aligns, strict=True):
+    for name, values in zip(columns, zip(*rows, strict=True), strict=True):
         kinds = set(map(type, values))
         if not kinds <= {str, int, type(None)}:
             return None
+        right = int in kinds and str not in kinds  # _align's rule, read off the kinds rather than every cell again
         texts = list(values) if kinds == {str} else [_cell_text(value) for value in values]
         joined = name + "".join(texts)
         if not (joined.isascii() and joined.isprintable()):
@@ -188,7 +187,7 @@ def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[Value]], aligns
             return None  # tabulate trims cells (PRESERVE_WHITESPACE is off)
         widest = max(map(len, texts))
         width = max(widest, len(name) + HEADER_PADDING)
-        pad = str.rjust if align == "right" else str.ljust
+        pad = str.rjust if right else str.ljust
         padded.append(map(pad, texts, repeat(width)))
         header_cells.append(pad(name, width))
     header = TABLE_GAP.join(header_cells).rstrip()
@@ -427,7 +426,7 @@ class _CsvRows(_RowWriter):
 
 class _ValueRows(_RowWriter):
     def _text(self, rows: list[tuple[Value, ...]]) -> str:
-        return "".join(" ".join(str(_blank(value)) for value in row) + "\n" for row in rows)
+        return "".join(" ".join(map(_cell_text, row)) + "\n" for row in rows)
 
 
 def _writer(fmt: str, names: Sequence[str], columns: Sequence[str]) -> _RowWriter:
