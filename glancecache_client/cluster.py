@@ -267,12 +267,12 @@ class Cluster:
             running = list(self._running)
         if abandon:
             for future in running:
-                future.cancel()
+                future.cancel()  # those not started yet; no call can be submitted any more
         else:
             wait(running)
         for client in self.clients.values():
             client.close()
-        self._pool.shutdown(wait=False, cancel_futures=abandon)
+        self._pool.shutdown(wait=False)
 
     def __enter__(self) -> Cluster:
         return self
