@@ -10,6 +10,16 @@ import pytest
 from glancecache_client.server.engine.locks import KeyedLocks, SharedRun
 
 
+def occupy(keys: list[str], inside: list[str], overlap: threading.Event, pause: float) -> None:
+    """Run while holding the locks of ``keys``: flag ``overlap`` if another thread is inside with one of them."""
+    if any(key in inside for key in keys):
+        overlap.set()
+    inside.extend(keys)
+    time.sleep(pause)
+    for key in keys:
+        inside.remove(key)
+
+
 def test_hold_excludes_per_key_and_forgets_the_key() -> None:
     locks = KeyedLocks()
     inside: list[str] = []
@@ -17,11 +27,7 @@ def test_hold_excludes_per_key_and_forgets_the_key() -> None:
 
     def worker(key: str) -> None:
         with locks.hold(key):
-            if key in inside:
-                overlap.set()
-            inside.append(key)
-            time.sleep(0.01)
-            inside.remove(key)
+            occupy([key], inside, overlap, 0.01)
 
     threads = [threading.Thread(target=worker, args=(f"k{n % 3}",)) for n in range(30)]
     for thread in threads:
@@ -109,21 +115,12 @@ def test_overlapping_hold_alls_and_single_holds_do_not_deadlock() -> None:
     def take(chosen: list[str]) -> None:
         for _ in range(20):
             with locks.hold_all(chosen):
-                if any(key in inside for key in chosen):
-                    overlap.set()
-                inside.extend(chosen)
-                time.sleep(0.001)
-                for key in chosen:
-                    inside.remove(key)
+                occupy(chosen, inside, overlap, 0.001)
 
     def single(key: str) -> None:
         for _ in range(20):
             with locks.hold(key):
-                if key in inside:
-                    overlap.set()
-                inside.append(key)
-                time.sleep(0.001)
-                inside.remove(key)
+                occupy([key], inside, overlap, 0.001)
 
     # Daemons: a deadlock fails the test instead of hanging the run.
     threads = [threading.Thread(target=take, args=(list(reversed(keys[:12])),), daemon=True),
