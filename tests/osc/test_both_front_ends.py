@@ -9,6 +9,10 @@ OSC's 1 for any failure, 3 when nothing succeeded and every failure was a refusa
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,10 +23,10 @@ import pytest
 
 from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from glancecache_client.views import CACHE_COLUMNS, HEADERS
-from tests.cli.conftest import dead_address
+from tests.cli.conftest import GLANCE, clean_env, dead_address
 from tests.cli.test_e2e_cluster import glance
 
-from .test_end_to_end import base_env, hosts, openstack
+from .test_end_to_end import OPENSTACK, base_env, hosts, openstack
 
 # verdict -> (glance's exit status, openstack's exit status)
 EXITS = {"ok": (0, 0), "partial": (6, 1), "not found": (4, 1), "refused": (3, 3), "usage": (2, 2)}
@@ -374,3 +378,37 @@ def test_summary_human_readable_changes_tables_only(lab: Lab, front_end: str) ->
     assert "1.6 KiB" in table.stdout and "900 B" in table.stdout and "1600" not in table.stdout
     assert [row["Cached Bytes" if front_end == "openstack" else "cached_bytes"]
             for row in json.loads(as_json.stdout)] == [1600, 900]
+
+
+@pytest.mark.parametrize("front_end", ["glance", "openstack"])
+def test_ctrl_c_in_front_of_nodes_that_never_answer_exits_130_at_once(tmp_path: Path, front_end: str) -> None:
+    """Ctrl-C abandons the requests in flight in both front ends (the core's Cluster does): neither waits for
+    nodes that have taken the connection and never answer (before, both waited for the request timeout)."""
+    with socket.create_server(("127.0.0.1", 0)) as first, socket.create_server(("127.0.0.1", 0)) as second:
+        urls = [f"http://127.0.0.1:{server.getsockname()[1]}" for server in (first, second)]
+        if front_end == "openstack":
+            argv = [OPENSTACK, "cache", "list", *hosts(urls)]  # its requests time out after 30 s
+            env = {**base_env(tmp_path), "OS_AUTH_TYPE": "none"}
+        else:
+            argv = [GLANCE, "--timeout", "60", *hosts(urls), "cache-list"]
+            env = clean_env()
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        accepted: list[socket.socket] = []
+        try:
+            for server in (first, second):  # both requests are under way once both nodes have their connection
+                server.settimeout(60)
+                accepted.append(server.accept()[0])
+            time.sleep(0.3)
+            interrupted = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=30)
+            took = time.monotonic() - interrupted
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for connection in accepted:
+                connection.close()
+    assert process.returncode == 130, stderr
+    assert took < 5, took
+    assert stdout == "" and "Traceback" not in stderr
