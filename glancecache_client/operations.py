@@ -392,9 +392,11 @@ def queue(
     wait: bool = False,
     timeout: float = 300.0,
     interval: float = 1.0,
+    on_waiting: Callable[[int], None] | None = None,
     on_cached: Callable[[int], None] | None = None,
 ) -> Outcome[None]:
-    """Queue every image on every node; with ``wait``, succeed per (node, image) only once it is cached.
+    """Queue every image on every node; with ``wait``, succeed per (node, image) only once it is cached
+    (``on_waiting(n)`` says how many (node, image) pairs it waits for, ``on_cached(n)`` as they arrive).
 
     ``timeout`` bounds the whole wait, its requests included. A node that cannot cache on demand (pre-Yoga,
     where only glance-cache-prefetcher does) makes ``wait`` refuse at once, before anything is queued.
@@ -414,6 +416,8 @@ def queue(
                 failures.append(Failure("queue", error, node, image_id))
     if wait and done:
         pairs = [(success.node, success.image or "") for success in done]
+        if on_waiting is not None:
+            on_waiting(len(pairs))
         missed = cluster.wait_until_cached(pairs, timeout=timeout, interval=interval, on_cached=on_cached)
         done = [s for s in done if (s.node, s.image) not in missed]
         for (node, image_id), error in sorted(missed.items()):

@@ -159,24 +159,19 @@ def cache_queue(
         return
     if wait_timeout is not None and not wait:
         settings.timeout = wait_timeout
-    with connected(settings, nodes) as cluster, progress(wait, len(ids) * len(cluster.clients)) as advance:
+    with connected(settings, nodes) as cluster, waiting_progress(wait) as bar:
         from glancecache_client import operations as core  # the library loads once the options are good
 
         outcome = core.queue(
-            cluster, ids, wait=wait, timeout=wait_timeout or 300.0, interval=interval, on_cached=advance
+            cluster,
+            ids,
+            wait=wait,
+            timeout=wait_timeout or 300.0,
+            interval=interval,
+            on_waiting=bar.start,
+            on_cached=bar.advance,
         )
     finish(outcome)
-
-
-@contextmanager
-def progress(wanted: bool, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when waiting and stderr is a terminal; nothing at all otherwise."""
-    stderr = sys.stderr
-    if not wanted or not stderr.isatty():
-        yield lambda _count: None
-        return
-    with click.progressbar(length=total, label="caching", file=stderr, show_pos=True) as bar:
-        yield bar.update
 
 
 @cli.command("cache-delete")
@@ -392,7 +387,8 @@ def cache_sync(
 
 
 class WaitingProgress:
-    """cache-queue's progress bar for a wait whose length is known only once the plan is made."""
+    """The progress bar of cache-queue --wait and cache-sync --wait, on stderr when it is a terminal (nothing at
+    all otherwise); it starts once the core knows how many (node, image) pairs it waits for."""
 
     def __init__(self, wanted: bool) -> None:
         self.wanted = wanted and sys.stderr.isatty()

@@ -102,6 +102,37 @@ def _add_image_argument(parser: argparse.ArgumentParser, help_text: str, *, many
     parser.add_argument("images", metavar="<image>", nargs="+" if many else 1, help=help_text)
 
 
+class _WaitProgress:
+    """``caching: 3/8`` on stderr, redrawn in place as (node, image) pairs get cached, while a ``--wait`` waits;
+    only when stderr is a terminal, so a pipeline or a log gets nothing but the command's own lines."""
+
+    def __init__(self, stream: Any, wanted: bool) -> None:
+        self.stream = stream
+        self.shown = wanted and callable(getattr(stream, "isatty", None)) and stream.isatty()
+        self.total: int | None = None
+        self.done = 0
+
+    def start(self, total: int) -> None:
+        if self.shown and total:
+            self.total = total
+            self._draw()
+
+    def advance(self, count: int) -> None:
+        if self.total is not None:
+            self.done += count
+            self._draw()
+
+    def end(self) -> None:
+        if self.total is not None:
+            self.total = None
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        self.stream.write(f"\rcaching: {self.done}/{self.total}")
+        self.stream.flush()
+
+
 def _failure_line(failure: Failure) -> str:
     what = f"{failure.action} image {failure.image}" if failure.image else failure.action
     where = f" on {failure.node}" if failure.node else ""
@@ -310,17 +341,23 @@ class QueueCache(_CacheCommand):
         _add_wait_timeout(parser)
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        outcome, _nodes = self._every_node(
-            parsed_args,
-            lambda cluster: core.queue(
-                cluster,
-                parsed_args.images,
-                resolve_names=True,
-                wait=parsed_args.wait,
-                timeout=parsed_args.timeout,
-                interval=_poll_interval(parsed_args.timeout),
-            ),
-        )
+        progress = _WaitProgress(self.app.stderr, parsed_args.wait)
+        try:
+            outcome, _nodes = self._every_node(
+                parsed_args,
+                lambda cluster: core.queue(
+                    cluster,
+                    parsed_args.images,
+                    resolve_names=True,
+                    wait=parsed_args.wait,
+                    timeout=parsed_args.timeout,
+                    interval=_poll_interval(parsed_args.timeout),
+                    on_waiting=progress.start,
+                    on_cached=progress.advance,
+                ),
+            )
+        finally:
+            progress.end()
         self._finish(outcome, len(parsed_args.images))
 
 
@@ -431,20 +468,26 @@ class SyncCache(_CacheLister):
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         if not parsed_args.images and not parsed_args.tags:
             raise exceptions.CommandError("nothing to sync: give images or --tag <tag>")
-        outcome, total = self._every_node(
-            parsed_args,
-            lambda cluster: core.sync(
-                cluster,
-                parsed_args.images,
-                tags=parsed_args.tags,
-                exact=parsed_args.exact,
-                dry_run=parsed_args.dry_run,
-                resolve_names=True,
-                wait=parsed_args.wait,
-                timeout=parsed_args.timeout,
-                interval=_poll_interval(parsed_args.timeout),
-            ),
-        )
+        progress = _WaitProgress(self.app.stderr, parsed_args.wait and not parsed_args.dry_run)
+        try:
+            outcome, total = self._every_node(
+                parsed_args,
+                lambda cluster: core.sync(
+                    cluster,
+                    parsed_args.images,
+                    tags=parsed_args.tags,
+                    exact=parsed_args.exact,
+                    dry_run=parsed_args.dry_run,
+                    resolve_names=True,
+                    wait=parsed_args.wait,
+                    timeout=parsed_args.timeout,
+                    interval=_poll_interval(parsed_args.timeout),
+                    on_waiting=progress.start,
+                    on_cached=progress.advance,
+                ),
+            )
+        finally:
+            progress.end()
         if outcome.ok and not outcome.items:
             self._stderr("the desired set is empty: nothing to sync")
         table = sync_table(outcome.items, applied=not parsed_args.dry_run)

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import socket
+import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -72,3 +74,25 @@ def one_line_error(result: Result) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: "), lines[0]
     return lines[0]
+
+
+def run_on_a_terminal(argv: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with stderr on a pseudo-terminal (as in an operator's shell) and stdout on a pipe: its exit
+    status, its stdout and everything it drew on the terminal."""
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, env=env)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed when the process ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        stdout, _ = process.communicate(timeout=timeout)
+    finally:
+        os.close(controller)
+    return process.returncode, stdout, shown

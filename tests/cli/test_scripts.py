@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import pty
 import subprocess
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from glancecache_client.cli.dispatch import GLANCECLIENT_ABSENT
 from glancecache_client.server.runner import run_cluster
 
-from .conftest import GLANCE, clean_env
+from .conftest import GLANCE, clean_env, run_on_a_terminal
 from .test_e2e_cluster import DATA, hosts
 
 GLANCECACHE = os.path.join(os.path.dirname(GLANCE), "glancecache")
@@ -77,22 +76,7 @@ def test_wait_shows_a_progress_bar_only_when_stderr_is_a_terminal(tmp_path):
     with run_cluster(nodes=2, auth="noauth", data_dir=tmp_path) as cluster:
         image = cluster.upload_image(DATA, name="progress")
         argv = [GLANCE, *hosts(cluster.urls), "cache-queue", "--wait", "--interval", "0.1", "--timeout", "30", image]
-        controller, terminal = pty.openpty()
-        try:
-            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, env=clean_env())
-            os.close(terminal)
-            shown = b""
-            while True:
-                try:
-                    chunk = os.read(controller, 4096)
-                except OSError:  # the terminal closed when the process ended
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            stdout, _ = process.communicate(timeout=60)
-        finally:
-            os.close(controller)
-        assert process.returncode == 0, shown
+        status, stdout, shown = run_on_a_terminal(argv, clean_env())
+        assert status == 0, shown
         assert stdout == b""
         assert b"caching" in shown and b"2/2" in shown

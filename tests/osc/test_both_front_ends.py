@@ -23,7 +23,7 @@ import pytest
 
 from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from glancecache_client.views import CACHE_COLUMNS, HEADERS
-from tests.cli.conftest import GLANCE, clean_env, dead_address
+from tests.cli.conftest import GLANCE, clean_env, dead_address, run_on_a_terminal
 from tests.cli.test_e2e_cluster import glance
 
 from .test_end_to_end import OPENSTACK, base_env, hosts, openstack
@@ -412,3 +412,29 @@ def test_ctrl_c_in_front_of_nodes_that_never_answer_exits_130_at_once(tmp_path: 
     assert process.returncode == 130, stderr
     assert took < 5, took
     assert stdout == "" and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", ["queue", "sync"])
+@pytest.mark.parametrize("front_end", ["glance", "openstack"])
+def test_wait_counts_what_is_cached_on_a_terminal_and_says_nothing_in_a_pipe(
+    tmp_path: Path, front_end: str, command: str
+) -> None:
+    """``--wait`` counts the (node, image) pairs cached so far on stderr when it is a terminal, in both front
+    ends; with stderr on a pipe (a script, a log) it adds nothing there."""
+    with run_cluster(nodes=2, auth="noauth", data_dir=tmp_path / "nodes") as cluster:
+        first, second = (cluster.upload_image(bytes([n]) * 600, name=f"wait-{n}") for n in range(2))
+        if front_end == "openstack":
+            def argv(image: str) -> list[str]:
+                return [OPENSTACK, "cache", command, "--wait", "--timeout", "30", *hosts(cluster.urls), image]
+            env = {**base_env(tmp_path), "OS_AUTH_TYPE": "none"}
+        else:
+            def argv(image: str) -> list[str]:
+                return [GLANCE, *[arg for url in cluster.urls for arg in ("-H", url)], f"cache-{command}", "--wait",
+                        "--timeout", "30", "--interval", "0.1", image]
+            env = clean_env()
+        status, _stdout, shown = run_on_a_terminal(argv(first), env)
+        assert status == 0, shown
+        assert b"caching" in shown and b"2/2" in shown and b"Traceback" not in shown
+        piped = subprocess.run(argv(second), env=env, capture_output=True, text=True, timeout=60)
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stderr == ""
