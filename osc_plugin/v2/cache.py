@@ -19,7 +19,8 @@ and it exits 3, as the ``glance`` CLI does.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cliff import command, lister
@@ -167,6 +168,23 @@ class _CacheCommandMixin:
         """Run one core operation on the chosen nodes (closed after); its Outcome and how many nodes there were."""
         with self._open_cluster(parsed_args) as cluster:
             return operation(cluster), len(cluster.clients)
+
+    @contextlib.contextmanager
+    def _waiting(self, parsed_args: argparse.Namespace, *, shown: bool) -> Iterator[dict[str, Any]]:
+        """The keyword arguments of a core operation that may wait (``--wait``, ``--timeout``, names resolved),
+        with its progress counted on stderr (when ``shown`` and stderr is a terminal) until the block ends."""
+        progress = _WaitProgress(self.app.stderr, shown)
+        try:
+            yield {
+                "resolve_names": True,
+                "wait": parsed_args.wait,
+                "timeout": parsed_args.timeout,
+                "interval": _poll_interval(parsed_args.timeout),
+                "on_waiting": progress.start,
+                "on_cached": progress.advance,
+            }
+        finally:
+            progress.end()
 
     def _api(self) -> ImageCacheAPI:
         api: ImageCacheAPI = self.app.client_manager.image_cache
@@ -341,23 +359,10 @@ class QueueCache(_CacheCommand):
         _add_wait_timeout(parser)
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        progress = _WaitProgress(self.app.stderr, parsed_args.wait)
-        try:
+        with self._waiting(parsed_args, shown=parsed_args.wait) as wait:
             outcome, _nodes = self._every_node(
-                parsed_args,
-                lambda cluster: core.queue(
-                    cluster,
-                    parsed_args.images,
-                    resolve_names=True,
-                    wait=parsed_args.wait,
-                    timeout=parsed_args.timeout,
-                    interval=_poll_interval(parsed_args.timeout),
-                    on_waiting=progress.start,
-                    on_cached=progress.advance,
-                ),
+                parsed_args, lambda cluster: core.queue(cluster, parsed_args.images, **wait)
             )
-        finally:
-            progress.end()
         self._finish(outcome, len(parsed_args.images))
 
 
@@ -468,8 +473,7 @@ class SyncCache(_CacheLister):
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         if not parsed_args.images and not parsed_args.tags:
             raise exceptions.CommandError("nothing to sync: give images or --tag <tag>")
-        progress = _WaitProgress(self.app.stderr, parsed_args.wait and not parsed_args.dry_run)
-        try:
+        with self._waiting(parsed_args, shown=parsed_args.wait and not parsed_args.dry_run) as wait:
             outcome, total = self._every_node(
                 parsed_args,
                 lambda cluster: core.sync(
@@ -478,16 +482,9 @@ class SyncCache(_CacheLister):
                     tags=parsed_args.tags,
                     exact=parsed_args.exact,
                     dry_run=parsed_args.dry_run,
-                    resolve_names=True,
-                    wait=parsed_args.wait,
-                    timeout=parsed_args.timeout,
-                    interval=_poll_interval(parsed_args.timeout),
-                    on_waiting=progress.start,
-                    on_cached=progress.advance,
+                    **wait,
                 ),
             )
-        finally:
-            progress.end()
         if outcome.ok and not outcome.items:
             self._stderr("the desired set is empty: nothing to sync")
         table = sync_table(outcome.items, applied=not parsed_args.dry_run)
