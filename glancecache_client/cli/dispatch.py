@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from .. import _scripts
+from .exitcodes import INTERRUPTED
 
 __all__ = ["VALUE_OPTIONS", "dispatch", "find_command", "takes_value"]
 
 CACHE_PREFIX = "cache-"
-INTERRUPTED = 130  # exitcodes.INTERRUPTED, without importing click here
 HELP_COMMAND = "help"
 HELP_OPTIONS = frozenset({"-h", "--help"})
 # Global options outside --os-* that take a value: ours (-H/--host, --node-set, --timeout) and

@@ -25,6 +25,7 @@ from glancecache_client.server.runner import ReferenceCluster, run_cluster
 from glancecache_client.views import CACHE_COLUMNS, HEADERS
 from tests.cli.conftest import GLANCE, clean_env, dead_address, run_on_a_terminal
 from tests.cli.test_e2e_cluster import glance
+from tests.cli.test_failures import one_line_error_of
 
 from .test_end_to_end import OPENSTACK, base_env, hosts, openstack
 
@@ -412,6 +413,8 @@ def test_ctrl_c_in_front_of_nodes_that_never_answer_exits_130_at_once(tmp_path: 
     assert process.returncode == 130, stderr
     assert took < 5, took
     assert stdout == "" and "Traceback" not in stderr
+    if front_end == "glance":
+        assert one_line_error_of(stderr) == "Error: interrupted: requests already sent to nodes may have taken effect"
 
 
 @pytest.mark.parametrize("command", ["queue", "sync"])
