@@ -109,7 +109,7 @@ __all__ = ["CacheEngine"]
 log = logging.getLogger(__name__)
 
 _DELETE_BATCH = 500  # entries whose rows one prune or clear transaction removes (and whose state locks it holds)
-_UNLINK_THREADS = 8  # concurrent unlinks of prune and clear (see _delete_entries)
+_UNLINK_THREADS = 8  # concurrent unlinks of prune and clear (see _delete_batch)
 
 
 class CacheEngine:
@@ -328,8 +328,15 @@ class CacheEngine:
                 found = self._unlink(self._invalid_path(image_id)) or found
         return found
 
-    def _delete_entries(
-        self, image_ids: list[str], pool: ThreadPoolExecutor, queued: set[str], *, announce: bool = True
+    def _delete_entries(self, image_ids: list[str], queued: set[str], *, announce: bool, name: str) -> None:
+        """``delete`` for each of ``image_ids`` (valid ids), ``_DELETE_BATCH`` at a time (see ``_delete_batch``),
+        with ``_UNLINK_THREADS`` threads named ``name`` removing the files."""
+        with ThreadPoolExecutor(_UNLINK_THREADS, thread_name_prefix=name) as pool:
+            for start in range(0, len(image_ids), _DELETE_BATCH):
+                self._delete_batch(image_ids[start : start + _DELETE_BATCH], pool, queued, announce=announce)
+
+    def _delete_batch(
+        self, image_ids: list[str], pool: ThreadPoolExecutor, queued: set[str], *, announce: bool
     ) -> None:
         """``delete`` for each of ``image_ids`` (valid ids), with their rows removed in one transaction; with
         ``announce``, a ``deleted`` event each.
@@ -380,14 +387,11 @@ class CacheEngine:
     def delete_all_cached(self) -> int:
         """Remove every cached image of this node (tracked or stray id-named files). Returns how many.
 
-        In batches, as prune deletes (``_delete_entries``); queue files stay.
+        In batches, as prune deletes (``_delete_entries``), without a ``deleted`` event each; queue files stay.
         """
         image_ids = {entry.image_id for entry in self.registry.entries()}
         image_ids.update(path.name for path in self._files(self.cache_dir) if is_image_id(path.name))
-        ordered = sorted(image_ids)
-        with ThreadPoolExecutor(_UNLINK_THREADS, thread_name_prefix="clear-unlink") as pool:
-            for start in range(0, len(ordered), _DELETE_BATCH):
-                self._delete_entries(ordered[start : start + _DELETE_BATCH], pool, set(), announce=False)
+        self._delete_entries(sorted(image_ids), set(), announce=False, name="clear-unlink")
         self._event(logging.INFO, "clear", "Cleared the cache: %d images", len(image_ids), target="cache",
                     images=len(image_ids))  # fmt: skip
         return len(image_ids)
@@ -502,9 +506,7 @@ class CacheEngine:
                 pruned += size
                 total -= size
             queued = self._file_names(self._queue_dir) if victims else set()
-            with ThreadPoolExecutor(_UNLINK_THREADS, thread_name_prefix="prune-unlink") as pool:
-                for start in range(0, len(victims), _DELETE_BATCH):
-                    self._delete_entries(victims[start : start + _DELETE_BATCH], pool, queued)
+            self._delete_entries(victims, queued, announce=True, name="prune-unlink")
             self._event(logging.INFO, "prune", "Pruned %d cached images (%d bytes); %d bytes remain cached (max %d)",
                         files, pruned, total, self.max_size, files=files, bytes=pruned, remaining_bytes=total,
                         max_size=self.max_size)  # fmt: skip
