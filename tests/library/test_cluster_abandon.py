@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from glancecache_client import Cluster, errors
+from glancecache_client import CacheClient, Cluster, errors
 from glancecache_client.server.runner import run_cluster
 
 
@@ -42,10 +42,7 @@ def test_leaving_the_block_normally_still_waits_for_the_calls(tmp_path: Path) ->
     with run_cluster(2, auth="noauth", data_dir=tmp_path, added_latency=0.5) as nodes:
         finished: list[str] = []
 
-        def listing(client: object) -> None:
-            from glancecache_client import CacheClient
-
-            assert isinstance(client, CacheClient)
+        def listing(client: CacheClient) -> None:
             client.list()
             finished.append(client.endpoint)
 
