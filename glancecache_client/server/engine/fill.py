@@ -9,9 +9,9 @@ Owns:
   ``invalid/`` (deleted instead when the image itself was deleted). A large fill (``DURABLE_LATER``) commits
   before its bytes are durable and makes them durable right after (see ``Fill``). It logs ``fill_started``,
   ``fill_finished`` and ``fill_failed``.
-- ``FileTee``: the fill of a first full download that is sent straight from the store file (sendfile): a
-  thread reads the same file into a ``Fill`` while it is sent, and commits only once the sender says the
-  download is complete (an aborted download aborts the fill).
+- ``FileTee``: the fill of a first full download that is sent straight from the store file: a thread reads
+  the same file into a ``Fill`` while it is sent, and commits only once the sender says the download is
+  complete (an aborted download aborts the fill).
 - ``FillHost``: the narrow, public interface a fill needs from the engine that runs it (``CacheEngine``).
 """
 
@@ -390,14 +390,14 @@ CLIENT_GONE = "the client closed the download early"
 class FileTee:
     """The cache fill of a first full download whose bytes go to the client straight from the store file.
 
-    Why: teeing the download through Python (read a chunk, hand it to the fill, hand it to the socket) copies
-    every byte three times more than sending the file with sendfile(2) does, on the CPUs the fill's digest needs.
-    Here the client is sent the store file by the listener (zero-copy) while a thread of this object reads the
-    same file (its own descriptor, ``pread``: the sender's file position is untouched) into a ``Fill``, which
-    writes and digests it as any fill does. The two run side by side; what couples them is the end:
+    Why: teeing the download through one thread (read a chunk, hand it to the fill, hand it to the socket) holds
+    every chunk's sending up behind its digest. Here the client is sent the store file by the server while a
+    thread of this object reads the same file (its own descriptor, ``pread``: the sender's file position is
+    untouched) into a ``Fill``, which writes and digests it as any fill does. The two run side by side, on both
+    cores; what couples them is the end:
 
-    - ``sent()``: the sender has sent all but the last bytes of the answer (the listener holds them back, so a
-      client that has the whole image also finds it listed): the fill is verified and committed, and ``sent``
+    - ``sent()``: the sender has sent all but the last bytes of the answer (it holds them back, so a client
+      that has the whole image also finds it listed): the fill is verified and committed, and ``sent``
       returns once it is committed or has ended otherwise (a ``durable_later`` fill is made durable after).
     - ``close()``: the answer ended otherwise (the client left, an error): the fill is aborted, as a download
       closed early aborts the fill of ``caching_iter``; after ``sent()`` a no-op. Every tee must be closed.
@@ -451,7 +451,7 @@ class FileTee:
             offset = 0
             try:
                 # Until the whole image is read, or the download is abandoned: a download sent before the fill
-                # has read it all ("" outcome, sendfile outruns the digests) is read to its end.
+                # has read it all ("" outcome: the sending outruns the digests) is read to its end.
                 while offset < self._size and fill.open and not self._outcome:
                     chunk = os.pread(self._fd, min(COPY_CHUNK, self._size - offset), offset)
                     if not chunk:

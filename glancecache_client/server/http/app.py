@@ -4,7 +4,7 @@ Owns: the route table (werkzeug ``Map``/``Rule``; each path names its methods in
 ``Allow`` header lists them), the request pipeline in Glance's order (``/versions`` and 300 replies
 before authentication, 401 before routing, ``x-openstack-request-id`` on every reply that passed the
 context middleware), GET-with-a-body rejection, the optional cache admin listener's ``/cache`` routes,
-streaming file bodies through ``wsgi.file_wrapper``, and the access log: one line per request once its
+streaming bodies (files in chunks), and the access log: one line per request once its
 response is finished (node, method, path without the query, status, bytes sent, seconds, request id, user and
 project; never a header or query value, so never a token). Handlers live in ``image_api``, ``cache_api``
 and ``schema_api``; error pages in ``faults``.
@@ -12,7 +12,6 @@ and ``schema_api``; error pages in ``faults``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -173,18 +172,11 @@ class GlanceApp:
             _close_quietly(reply)
             access.finish()
             return []
-        if reply.file is not None:
-            body = reply.file
-            wrapper = environ.get("wsgi.file_wrapper")
-            if wrapper is not None:
-                body.handle.seek(body.offset)
-                body.start()
-                # The listener sends exactly Content-Length bytes from the current position, then closes it.
-                return wrapper(_LoggedFile(body, access), 1024 * 1024)  # type: ignore[no-any-return]
-            return _CountingIterator(iter(body), body.close, access)
         if isinstance(reply.body, bytes):
             # A one-item list, so that the server still frames a body without Content-Length by its length.
             return _LoggedBytes(reply.body, access)
+        # Files too (cache hits, Range reads) are iterated, never handed to wsgi.file_wrapper: see the listener's
+        # docstring for why. A first download's fill commits before its last chunk is handed over.
         return _CountingIterator(iter(reply.body), getattr(reply.body, "close", lambda: None), access)
 
     # -- pipeline --------------------------------------------------------------------------------------
@@ -319,50 +311,15 @@ class _LoggedBytes(list[bytes]):
         self._access.finish()
 
 
-class _LoggedFile:
-    """A file handed to ``wsgi.file_wrapper``: behaves as the file, and writes the access line when the
-    server closes it, once sent or when the client went away. The server moves the file position past what
-    it sent (also when it sends with sendfile), so the position tells the bytes sent.
-
-    A body with a cache fill (a first download) also has ``before_end``: our listener calls it once all but the
-    last bytes are sent, so the fill commits before the client has the whole image; a server that does not
-    call it sends the whole file, and the fill commits at ``close`` (aborted there when not all was sent)."""
-
-    before_end: Callable[[], None]
-
-    def __init__(self, body: Any, access: _AccessLine) -> None:
-        self._body = body
-        self._handle = body.handle
-        self._start = self._handle.tell()
-        self._access = access
-        if getattr(body, "tee", None) is not None:
-            self.before_end = body.complete
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._handle, name)
-
-    def close(self) -> None:
-        try:
-            sent = None
-            with contextlib.suppress(OSError, ValueError):
-                sent = self._access.sent = self._handle.tell() - self._start
-            if sent is not None and sent >= self._body.length:
-                self._body.complete()
-            self._body.close()
-        finally:
-            self._access.finish()
-
-
 def _printable(text: str) -> str:
     """``text`` with control characters escaped, so a request can never forge or split a log line."""
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _close_quietly(reply: Reply) -> None:
-    for candidate in (reply.file, reply.body):
-        close = getattr(candidate, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                log.exception("Closing a response body failed")
+    close = getattr(reply.body, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("Closing a response body failed")

@@ -15,7 +15,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
 
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_list_header
@@ -44,8 +43,6 @@ class Reply:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | Iterable[bytes] = b""
-    # Set for a body that is an open file to be sent with wsgi.file_wrapper (sendfile-like fast path).
-    file: Any = None
 
     @property
     def status_line(self) -> str:

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
-TEE_BY_SENDFILE = 1024 * 1024
-"""Images above this size are sent from the store file with sendfile while their first download fills the cache
-(``CacheEngine.tee_file``); smaller ones pass through ``caching_iter`` in one or two chunks, which costs them less
-than the two hand-overs to the event loop around the fill's commit."""
+TEE_THREAD_ABOVE = 1024 * 1024
+"""Images above this size are sent from the store file while a thread of their own reads the same file into the
+cache fill of their first download (``CacheEngine.tee_file``), so the digest does not hold up the sending; smaller
+ones pass through ``caching_iter`` in one or two chunks, which costs them less than starting that thread."""
 IMPORT_METHODS = ("OpenStack-image-import-methods", "glance-direct,web-download,copy-image")
 VISIBILITIES = ("public", "private", "shared", "community")
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
@@ -279,7 +279,7 @@ def download_image(req: ApiRequest, image_id: str) -> Reply:
         if cached is not None:
             data, size = cached
             headers.append(("Content-Length", str(size)))
-            return Reply(200, headers, file=_FileBody(data, 0, size))
+            return Reply(200, headers, _FileBody(data, 0, size))
     try:
         data_file = req.node.store.data_path(image_id).open("rb")
     except FileNotFoundError:
@@ -287,13 +287,13 @@ def download_image(req: ApiRequest, image_id: str) -> Reply:
         raise _not_found(image_id) from None
     headers.append(("Content-Length", str(image.size)))
     if engine is None:
-        return Reply(200, headers, file=_FileBody(data_file, 0, image.size))
-    if image.size <= TEE_BY_SENDFILE:
+        return Reply(200, headers, _FileBody(data_file, 0, image.size))
+    if image.size <= TEE_THREAD_ABOVE:
         chunks = _read_chunks(data_file, image.size)
         return Reply(200, headers, _ClosingIterable(engine.caching_iter(image, chunks), data_file))
-    # The client is sent the store file itself (sendfile) while the cache fill reads it (engine.tee_file), from
-    # when the body is really sent.
-    return Reply(200, headers, file=_FileBody(data_file, 0, image.size, tee=lambda: engine.tee_file(image, data_file)))
+    # The client is sent the store file itself while the cache fill reads it (engine.tee_file), from when the
+    # body is really sent.
+    return Reply(200, headers, _FileBody(data_file, 0, image.size, tee=lambda: engine.tee_file(image, data_file)))
 
 
 def _requested_range(req: ApiRequest, size: int) -> tuple[int, int] | None:
@@ -344,15 +344,15 @@ def _ranged(req: ApiRequest, image: Image, headers: list[tuple[str, str]], start
     length = end - start + 1
     headers.append(("Content-Range", f"bytes {start}-{end}/{image.size}"))
     headers.append(("Content-Length", str(length)))
-    return Reply(206, headers, file=_FileBody(data, start, length))
+    return Reply(206, headers, _FileBody(data, start, length))
 
 
 class _FileBody:
-    """An open file plus the slice of it to send (wsgi.file_wrapper fast path, or chunked iteration), and the cache
-    fill that goes with sending it, if any (``tee``: started by ``start``, see ``CacheEngine.tee_file``).
+    """An open file plus the slice of it to send, in chunks, and the cache fill that goes with sending it, if any
+    (``tee``: started when iterating begins, see ``CacheEngine.tee_file``).
 
-    The fill commits when the whole body is sent (``complete``, or iterated to its last chunk) and is aborted
-    when the body is closed before that.
+    The fill commits before the last chunk is handed over, so a client that has the whole image also finds it
+    cached, and is aborted when the body is closed before that.
     """
 
     def __init__(self, handle: BinaryIO, offset: int, length: int,

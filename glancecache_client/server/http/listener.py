@@ -4,7 +4,7 @@ Why this stack: an idle or half-sent connection costs one small object in the ev
 beyond what it sent), so 10,000 of them held open leave a normal request answering in milliseconds; waitress's
 loop accepts one connection per turn and walks every connection in Python each turn, and has no deadline for a
 request head that arrives a byte at a time. h11 (maintained by python-hyper, already installed with httpx) does
-the HTTP/1.1 parsing and framing through its public API; asyncio's ``loop.sendfile`` sends files.
+the HTTP/1.1 parsing and framing through its public API.
 
 What this module owns:
 
@@ -16,8 +16,10 @@ What this module owns:
 - headers go out as the application spelled them, in its order (Glance sends ``x-openstack-request-id`` and
   ``Content-MD5`` verbatim); the listener adds ``Date``, and h11 adds the framing headers it needs
   (``Transfer-Encoding``, ``Connection: close``) after them.
-- bodies given as ``wsgi.file_wrapper`` (cache hits, Range reads) are sent with ``loop.sendfile`` (sendfile(2)),
-  straight from the page cache to the socket.
+- response bodies, files included (cache hits, Range reads), are read on the app's thread and written by the event
+  loop, so reading the next chunk overlaps sending the last. No ``wsgi.file_wrapper`` is offered: on loopback this
+  downloaded a 256 MiB cache hit in ~50 ms where sendfile(2) took 75-90 ms, as the kernel spends more per byte on
+  the page-sized pieces of a sendfile, on both sides of the connection (README, Benchmarks).
 - request bodies stream to the application as they arrive, with reading paused while more than
   ``BODY_BUFFER`` bytes wait for it, so an upload of any size uses bounded memory.
 """
@@ -38,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import h11
@@ -47,10 +49,6 @@ from ..config import ConfigError
 
 log = logging.getLogger(__name__)
 
-# sendfile(2) goes in slices sized to take about a second (1 MiB first, doubling up to 64 MiB), so a slow reader's
-# progress is seen between slices and only a stalled one meets the idle timeout.
-SENDFILE_SLICES = (256 * 1024, 64 * 1024 * 1024)
-END_HELD = 64 * 1024  # last bytes of a file answer sent only after its ``before_end`` (a first download's fill)
 BODY_BUFFER = 4 * 1024 * 1024  # request body bytes held for the app before reading from the socket pauses
 WRITE_BUFFER = 4 * 1024 * 1024  # response bytes queued for the socket before the app's thread waits
 MAX_HEAD = 16 * 1024  # request line and headers: Glance's own max_header_line default (waitress allowed 256 KiB)
@@ -96,30 +94,6 @@ class _AppSlot:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         assert self.app is not None, "request before the node finished starting"
         return self.app(environ, start_response)
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: the listener sends the file from its current position with sendfile(2)."""
-
-    def __init__(self, filelike: BinaryIO, block_size: int = 1024 * 1024) -> None:
-        self.filelike = filelike
-        self.block_size = block_size
-
-    def __iter__(self) -> Any:
-        return iter(lambda: self.filelike.read(self.block_size), b"")
-
-    def close(self) -> None:
-        self.filelike.close()
-
-
-class _FileSlice:
-    """``count`` bytes of a file from ``offset``, passed through h11 in place of body bytes."""
-
-    def __init__(self, handle: BinaryIO, offset: int, count: int) -> None:
-        self.handle, self.offset, self.count = handle, offset, count
-
-    def __len__(self) -> int:
-        return self.count
 
 
 class ClientGone(ConnectionResetError):
@@ -223,7 +197,6 @@ class _Connection(asyncio.Protocol):
         self.since = time.monotonic()  # start of the idle wait, of the request head, or of the last progress
         self.head_started = False
         self.peer: tuple[str, int] = ("", 0)
-        self.slice_task: asyncio.Future[Any] | None = None
         self.writing_paused = False  # the transport's own flag, carried over to the next request's flow
 
     # -- asyncio callbacks
@@ -268,8 +241,6 @@ class _Connection(asyncio.Protocol):
         self.listener.connections.pop(self, None)
         if self.flow is not None:
             self.flow.lose()
-        if self.slice_task is not None:
-            self.slice_task.cancel()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -295,7 +266,7 @@ class _Connection(asyncio.Protocol):
         flow = self.flow
         if flow is None:
             return True
-        return flow.waiting_for_body or flow.writes_paused or self.slice_task is not None
+        return flow.waiting_for_body or flow.writes_paused
 
     def deadline(self, limits: Limits) -> float:
         if self.flow is None and self.head_started:
@@ -307,15 +278,8 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        if self.slice_task is not None and not self.slice_task.done():
-            # asyncio's sendfile must unwind before its transport closes, or closing finds its state half-reset.
-            self.slice_task.add_done_callback(lambda _: transport.abort())
-            self.slice_task.cancel()
-            return
-        transport.abort()
+        if self.transport is not None:
+            self.transport.abort()
 
     def refuse(self, status: int) -> None:
         """Answer a short error and close (a malformed or too slow request head, no room for another connection)."""
@@ -414,52 +378,6 @@ class _Connection(asyncio.Protocol):
         self.transport.writelines(pieces)
         if end:
             self.finish(flow)
-
-    async def send_file(
-        self,
-        flow: _Flow,
-        head: tuple[str, list[tuple[str, str]]] | None,
-        handle: BinaryIO,
-        offset: int,
-        count: int,
-        *,
-        end: bool = True,
-    ) -> None:
-        """Loop side of a file answer: the head (unless None: a continuation), then the file through sendfile(2) in
-        slices, then (with ``end``) the end of the answer."""
-        if self.transport is None or self.transport.is_closing():
-            raise ClientGone("the client closed the connection before a file download")
-        if head is not None:
-            self.write_now(self.head(flow, *head))
-        # h11 frames the slice without reading it (chunked framing puts bytes around it); the slice goes by sendfile.
-        framed = self.h11.send_with_data_passthrough(h11.Data(data=_FileSlice(handle, offset, count))) if count else []  # type: ignore[arg-type]
-        for item in framed or []:
-            if not isinstance(item, _FileSlice):
-                self.write_now(bytes(item))
-                continue
-            sent, step = 0, 1024 * 1024
-            while sent < count:
-                if self.transport.is_closing():
-                    raise ClientGone("the client closed the connection during a file download")
-                started = time.monotonic()
-                self.slice_task = asyncio.ensure_future(
-                    self.loop.sendfile(self.transport, handle, offset + sent, min(step, count - sent))
-                )
-                try:
-                    done = await self.slice_task
-                except (asyncio.CancelledError, ConnectionError, RuntimeError) as exc:
-                    raise ClientGone("the client closed the connection during a file download") from exc
-                finally:
-                    self.slice_task = None
-                if not done:
-                    raise ClientGone("the file could not be sent")
-                sent += done
-                self.since = time.monotonic()
-                took = self.since - started
-                smallest, largest = SENDFILE_SLICES
-                step = min(largest, step * 2) if took < 0.25 else max(smallest, step // 2) if took > 1 else step
-        if end:
-            self.write_now(self.h11.send(h11.EndOfMessage()))
 
     def finish(self, flow: _Flow) -> None:
         """The app's answer is complete: keep the connection for the next request, or close it."""
@@ -561,7 +479,6 @@ class Listener:
         self.connections: dict[_Connection, None] = {}  # the open connections (a dict as an ordered set)
         self._serving: concurrent.futures.Future[None] | None = None
         self._stopped = asyncio.Event()
-        self._file_sends: set[asyncio.Task[None]] = set()  # file answers under way (cancelled at stop)
 
     @property
     def url(self) -> str:
@@ -604,23 +521,9 @@ class Listener:
                 conn.abort()
                 if conn.flow is not None:
                     conn.flow.lose()  # the app's thread must not wait for a loop that is going away
-            # File sends still under way end now, so no app thread waits on them and the pool can shut down.
-            sends = list(self._file_sends)
-            for task in sends:
-                task.cancel()
-            await asyncio.gather(sweeper, *sends, return_exceptions=True)
+            await asyncio.gather(sweeper, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await server.wait_closed()
-
-    async def _send_file(self, conn: _Connection, *args: Any, **kwargs: Any) -> None:
-        """``conn.send_file(*args, **kwargs)`` as a task this listener cancels when it stops."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._file_sends.add(task)
-        try:
-            await conn.send_file(*args, **kwargs)
-        finally:
-            self._file_sends.discard(task)
 
     async def _sweep(self) -> None:
         """Close what outstayed its time: idle connections, slow request heads, stalled bodies and downloads."""
@@ -673,7 +576,6 @@ class Listener:
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
-            "wsgi.file_wrapper": FileWrapper,
         }
         for name, value in request.headers:
             key = name.decode("latin-1").upper().replace("-", "_")
@@ -704,24 +606,6 @@ class Listener:
         result: Iterable[bytes] | None = None
         try:
             result = self.slot(environ, start_response)
-            if isinstance(result, FileWrapper) and hasattr(result.filelike, "fileno"):
-                response = head()
-                handle = result.filelike
-                offset = handle.tell()
-                length = _content_length(response[1])
-                if length is None:
-                    length = max(0, os.fstat(handle.fileno()).st_size - offset)
-                # A first download's cache fill commits before the client has the last bytes (see _LoggedFile).
-                before_end = getattr(handle, "before_end", None)
-                hold = min(length, END_HELD) if callable(before_end) else 0
-                sending = self._send_file(conn, flow, response, handle, offset, length - hold, end=not hold)
-                asyncio.run_coroutine_threadsafe(sending, self.loop).result()
-                if hold:
-                    assert before_end is not None
-                    before_end()
-                    sending = self._send_file(conn, flow, None, handle, offset + length - hold, hold, end=True)
-                    asyncio.run_coroutine_threadsafe(sending, self.loop).result()
-                return
             # One chunk is held back so that the last one goes with the end of the answer: a small answer
             # costs the event loop one wake-up.
             held = b""
@@ -789,13 +673,6 @@ def _close_body(body: Iterable[bytes], environ: dict[str, Any]) -> None:
             close()
         except Exception:
             log.exception("Closing the response body of %s failed", environ["PATH_INFO"])
-
-
-def _content_length(headers: list[tuple[str, str]]) -> int | None:
-    for name, value in headers:
-        if name.lower() == "content-length":
-            return int(value)
-    return None
 
 
 class _LogStream:

@@ -255,7 +255,7 @@ def test_download_fills_cache_while_streaming(make_node: NodeFactory, store: Ima
 
 
 def test_file_tee_reads_the_whole_image_when_the_send_ends_first(make_node: NodeFactory, store: ImageStore) -> None:
-    """A download sent with sendfile usually ends before the fill has read and digested the store file: the fill
+    """A download sent from the store file may end before the fill has read and digested the store file: the fill
     still reads it to its end, and commits."""
     node = make_node()
     data = os.urandom(5 * 1024 * KIB)  # several of the tee's reads
@@ -300,10 +300,9 @@ def test_file_tee_of_a_store_file_that_does_not_match_caches_nothing(make_node: 
     assert (node.cache_dir / "invalid" / image.id).stat().st_size == 2 * 1024 * KIB
 
 
-def test_file_body_without_file_wrapper_commits_its_fill_before_the_last_chunk(make_node: NodeFactory,
-                                                                                store: ImageStore) -> None:  # fmt: skip
-    """A server without wsgi.file_wrapper iterates the body: the fill commits before the last chunk is handed over,
-    and a body closed before its end aborts the fill."""
+def test_file_body_commits_its_fill_before_the_last_chunk(make_node: NodeFactory, store: ImageStore) -> None:
+    """A first download's body, iterated: the fill commits before the last chunk is handed over, and a body closed
+    before its end aborts the fill."""
     from glancecache_client.server.http.image_api import _FileBody
 
     node = make_node()

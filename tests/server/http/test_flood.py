@@ -4,8 +4,8 @@
   when this machine's open-file limit cannot hold them), a fresh ``GET /v2/cache`` answers within 1 s and the
   server's RSS stays under 200 MiB;
 - an idle connection is closed after ``--idle-timeout``, a request head dripping a byte at a time gets 408 and
-  is closed after ``--header-timeout``, a request body that stops arriving and a download nobody reads (sent by
-  sendfile or streamed) are cut after ``--idle-timeout``; heads that are malformed or too large get 400 / 431;
+  is closed after ``--header-timeout``, a request body that stops arriving and a download nobody reads (a cache hit
+  or streamed from the store) are cut after ``--idle-timeout``; heads that are malformed or too large get 400 / 431;
 - at ``--connection-limit`` the longest-idle connection makes room for a new one, and a new connection finds
   503 only when every connection holds a request in progress.
 
@@ -153,7 +153,7 @@ def test_stalled_upload_body_is_cut_after_idle_timeout(server_factory: type[Serv
         assert http.get(f"{server.url}/v2/images/{image_id}").json()["status"] == "queued"
 
 
-@pytest.mark.parametrize("cached", [True, False], ids=["cache-hit-sendfile", "streamed-from-store"])
+@pytest.mark.parametrize("cached", [True, False], ids=["cache-hit", "streamed-from-store"])
 def test_download_that_is_not_read_is_cut_after_idle_timeout(server_factory: type[Server], cached: bool) -> None:
     server = server_factory("--idle-timeout", "1", "--header-timeout", "5")
     size = 48 * 1024 * 1024  # far more than the socket buffers hold

@@ -70,7 +70,7 @@ def test_json_log_has_an_access_line_per_request_and_every_cache_event(tmp_path:
         _wait_cached(http, two, good)
         hit = http.get(f"{two}/v2/images/{good}/file", headers=TRUSTED)  # served from the cache file
         assert hit.content == b"g" * 5000
-        # Logged once sent (sendfile from the cache file), not when the kept-alive connection closes.
+        # Logged once sent (from the cache file), not when the kept-alive connection closes.
         deadline = time.monotonic() + 5
         while hit.headers["x-openstack-request-id"] not in server.log():
             assert time.monotonic() < deadline, "no access line for the cache hit while its connection is open"

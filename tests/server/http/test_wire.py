@@ -430,8 +430,8 @@ def test_large_cache_hit_streams_exact_bytes(cluster: ReferenceCluster, http: ht
 
 def test_large_first_download_is_cached_when_the_client_has_it(cluster: ReferenceCluster,
                                                                  http: httpx.Client) -> None:  # fmt: skip
-    """Above 1 MiB the first download is sent with sendfile while a thread fills the cache from the same file: the
-    fill commits before the last bytes go out, so a client holding the whole image finds it listed at once."""
+    """Above 1 MiB the first download is sent from the store file while a thread fills the cache from the same
+    file: the fill commits before the last bytes go out, so a client holding the whole image finds it listed at once."""
     data = os.urandom(6 * 1024 * 1024 + 123)
     image_id = cluster.upload_image(data)
     response = http.get(f"{cluster.url}/v2/images/{image_id}/file", headers=ADMIN)
