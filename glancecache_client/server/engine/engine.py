@@ -461,8 +461,8 @@ class CacheEngine:
 
     def tee_file(self, image: Image, source: BinaryIO) -> FileTee | None:
         """Fill the cache from ``source`` (the image's open store file) while the caller sends that same file to
-        a client: ``caching_iter`` for a download sent from the store file (see ``FileTee``; the caller must end it with
-        ``sent()`` or ``close()``). None, and nothing to end, where ``caching_iter`` would just pass the bytes
+        a client: ``caching_iter`` for a download sent from the store file (see ``FileTee``; the caller must end
+        it with ``sent()`` or ``close()``). None, and nothing to end, where ``caching_iter`` would just pass the bytes
         through: the image is cached, or another fill of it runs (here or in another process)."""
         image_id = image.id
         if not is_image_id(image_id) or image.size is None or self.is_cached(image_id):
