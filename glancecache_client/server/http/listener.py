@@ -19,7 +19,9 @@ What this module owns:
 - response bodies, files included (cache hits, Range reads), are read on the app's thread and written by the event
   loop, so reading the next chunk overlaps sending the last. No ``wsgi.file_wrapper`` is offered: on loopback this
   downloaded a 256 MiB cache hit in ~50 ms where sendfile(2) took 75-90 ms, as the kernel spends more per byte on
-  the page-sized pieces of a sendfile, on both sides of the connection (README, Benchmarks).
+  the page-sized pieces of a sendfile, on both sides of the connection (README, Benchmarks). Streamed bodies (image
+  data) are sent from a pool of ``STREAM_THREADS`` of their own, so downloads waiting on their clients never hold
+  the threads API requests need.
 - request bodies stream to the application as they arrive, with reading paused while more than
   ``BODY_BUFFER`` bytes wait for it, so an upload of any size uses bounded memory.
 """
@@ -51,6 +53,10 @@ log = logging.getLogger(__name__)
 
 BODY_BUFFER = 4 * 1024 * 1024  # request body bytes held for the app before reading from the socket pauses
 WRITE_BUFFER = 4 * 1024 * 1024  # response bytes queued for the socket before the app's thread waits
+# Streamed answers (image data) are sent by a pool of their own, so clients that read slowly, or not at all, hold
+# those threads and never the ones API requests need: with every request on one pool of 8, eight downloads
+# nobody read made GET /v2/cache wait for --idle-timeout. Each stalled one holds about 2 x WRITE_BUFFER.
+STREAM_THREADS = 16
 MAX_HEAD = 16 * 1024  # request line and headers: Glance's own max_header_line default (waitress allowed 256 KiB)
 FD_RESERVE = 64  # descriptors kept for files, databases and the listening socket when clamping the limit
 
@@ -476,6 +482,9 @@ class Listener:
         self.loop_thread = loop or LoopThread(f"http-{self.port}")
         self.loop: asyncio.AbstractEventLoop  # the loop_thread's, from start()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"http-{self.port}")
+        self.streams = concurrent.futures.ThreadPoolExecutor(
+            max_workers=STREAM_THREADS, thread_name_prefix=f"http-{self.port}-stream"
+        )
         self.connections: dict[_Connection, None] = {}  # the open connections (a dict as an ordered set)
         self._serving: concurrent.futures.Future[None] | None = None
         self._stopped = asyncio.Event()
@@ -505,6 +514,7 @@ class Listener:
             with contextlib.suppress(Exception):
                 serving.result(timeout=5)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.streams.shutdown(wait=True, cancel_futures=True)
         if serving is not None:
             self.loop_thread.release()
 
@@ -596,35 +606,65 @@ class Listener:
             started[:] = [status, headers]
             return lambda data: None  # the legacy write() callable; the app never uses it
 
-        def head() -> tuple[str, list[tuple[str, str]]]:
+        def head() -> tuple[str, list[tuple[str, str]]] | None:
+            """The head, the first time it is asked for; None after."""
             nonlocal head_sent
+            if head_sent:
+                return None
             if not started:
                 raise RuntimeError("the application returned without calling start_response")
             head_sent = True
             return _verbatim_head(started[0], started[1])
 
-        result: Iterable[bytes] | None = None
         try:
             result = self.slot(environ, start_response)
+        except (ClientGone, concurrent.futures.CancelledError):  # the client left, or the listener stopped
+            return
+        except Exception:
+            log.exception("Serving %s %s failed", environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            self._call(conn.abort)
+            return
+        if isinstance(result, list):  # made whole already (every answer but image data): sent from this thread
+            self._send_body(conn, environ, flow, result, head)
+            return
+        try:
+            sending = self.streams.submit(self._send_body, conn, environ, flow, result, head)
+        except RuntimeError:  # the listener is stopping
+            _close_body(result, environ)
+            return
+        # Cancelled before it started (the listener stopped): the body is still open, with a cache fill maybe.
+        sending.add_done_callback(lambda done: _close_body(result, environ) if done.cancelled() else None)
+
+    def _send_body(
+        self,
+        conn: _Connection,
+        environ: dict[str, Any],
+        flow: _Flow,
+        result: Iterable[bytes],
+        head: Callable[[], tuple[str, list[tuple[str, str]]] | None],
+    ) -> None:
+        """Iterate the app's answer into the connection; ``head()`` gives the head with the first piece only."""
+        body: Iterable[bytes] | None = result
+        try:
             # One chunk is held back so that the last one goes with the end of the answer: a small answer
             # costs the event loop one wake-up.
             held = b""
             for chunk in result:
                 if chunk:
                     if held:
-                        self._push(conn, flow, None if head_sent else head(), held, end=False)
+                        self._push(conn, flow, head(), held, end=False)
                     held = chunk
-            closing, result = result, None
-            _close_body(closing, environ)
-            self._push(conn, flow, None if head_sent else head(), held, end=True)
+            body = None
+            _close_body(result, environ)
+            self._push(conn, flow, head(), held, end=True)
         except (ClientGone, concurrent.futures.CancelledError):  # the client left, or the listener stopped
             pass
         except Exception:
             log.exception("Serving %s %s failed", environ["REQUEST_METHOD"], environ["PATH_INFO"])
             self._call(conn.abort)
         finally:
-            if result is not None:
-                _close_body(result, environ)
+            if body is not None:
+                _close_body(body, environ)
                 self._call(conn.finish, flow)
 
     def _push(

@@ -153,32 +153,65 @@ def test_stalled_upload_body_is_cut_after_idle_timeout(server_factory: type[Serv
         assert http.get(f"{server.url}/v2/images/{image_id}").json()["status"] == "queued"
 
 
-@pytest.mark.parametrize("cached", [True, False], ids=["cache-hit", "streamed-from-store"])
-def test_download_that_is_not_read_is_cut_after_idle_timeout(server_factory: type[Server], cached: bool) -> None:
-    server = server_factory("--idle-timeout", "1", "--header-timeout", "5")
-    size = 48 * 1024 * 1024  # far more than the socket buffers hold
+LARGE_IMAGE = 48 * 1024 * 1024  # far more than the socket buffers and the server's write buffers hold
+
+
+def large_image(url: str, cached: bool) -> str:
+    """The id of a LARGE_IMAGE image uploaded to the server, and cached there with ``cached``."""
     with httpx.Client(timeout=30) as http:
-        image_id = new_image(http, server.url)
+        image_id = new_image(http, url)
         upload = http.put(
-            f"{server.url}/v2/images/{image_id}/file",
-            content=os.urandom(1024 * 1024) * 48,
+            f"{url}/v2/images/{image_id}/file",
+            content=os.urandom(1024 * 1024) * (LARGE_IMAGE // (1024 * 1024)),
             headers={"Content-Type": "application/octet-stream"},
         )
         assert upload.status_code == 204
         if cached:
-            http.put(f"{server.url}/v2/cache/{image_id}")
+            http.put(f"{url}/v2/cache/{image_id}")
             deadline = time.monotonic() + 20
-            while image_id not in http.get(f"{server.url}/v2/cache").text:
+            while image_id not in http.get(f"{url}/v2/cache").text:
                 assert time.monotonic() < deadline, "the image was never cached"
                 time.sleep(0.1)
+    return image_id
+
+
+def download_request(image_id: str) -> bytes:
+    return f"GET /v2/images/{image_id}/file HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cache-hit", "streamed-from-store"])
+def test_download_that_is_not_read_is_cut_after_idle_timeout(server_factory: type[Server], cached: bool) -> None:
+    server = server_factory("--idle-timeout", "1", "--header-timeout", "5")
+    size = LARGE_IMAGE
+    image_id = large_image(server.url, cached)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as download:
-        download.sendall(f"GET /v2/images/{image_id}/file HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        download.sendall(download_request(image_id))
         time.sleep(3)  # the client reads nothing for 3 s
         received, start = 0, time.monotonic()
         while chunk := download.recv(1 << 20):
             received += len(chunk)
             assert time.monotonic() - start < 5, "the stalled download was not cut"
     assert 0 < received < size, f"received {received} of {size} bytes"
+    assert probe(server.port) is not None
+
+
+def test_downloads_nobody_reads_leave_api_requests_answering(server_factory: type[Server]) -> None:
+    """More downloads stalled at once than a node has request threads (8): each holds a thread that sends it, but
+    not one that API requests need, so the cache listing still answers at once (it waited for --idle-timeout)."""
+    server = server_factory("--idle-timeout", "60")
+    image_id = large_image(server.url, cached=True)
+    stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(12)]
+    try:
+        for download in stalled:
+            download.sendall(download_request(image_id))
+        for download in stalled:
+            assert download.recv(12) == b"HTTP/1.1 200"  # it is being sent; nothing more is read
+        with httpx.Client(timeout=3) as http:
+            listing = http.get(f"{server.url}/v2/cache")
+        assert listing.status_code == 200 and image_id in listing.text
+    finally:
+        for download in stalled:
+            download.close()
     assert probe(server.port) is not None
 
 
