@@ -644,7 +644,7 @@ class Listener:
         head: Callable[[], tuple[str, list[tuple[str, str]]] | None],
     ) -> None:
         """Iterate the app's answer into the connection; ``head()`` gives the head with the first piece only."""
-        body: Iterable[bytes] | None = result
+        unclosed: Iterable[bytes] | None = result
         try:
             # One chunk is held back so that the last one goes with the end of the answer: a small answer
             # costs the event loop one wake-up.
@@ -654,7 +654,7 @@ class Listener:
                     if held:
                         self._push(conn, flow, head(), held, end=False)
                     held = chunk
-            body = None
+            unclosed = None
             _close_body(result, environ)
             self._push(conn, flow, head(), held, end=True)
         except (ClientGone, concurrent.futures.CancelledError):  # the client left, or the listener stopped
@@ -663,8 +663,8 @@ class Listener:
             log.exception("Serving %s %s failed", environ["REQUEST_METHOD"], environ["PATH_INFO"])
             self._call(conn.abort)
         finally:
-            if body is not None:
-                _close_body(body, environ)
+            if unclosed is not None:
+                _close_body(unclosed, environ)
                 self._call(conn.finish, flow)
 
     def _push(
