@@ -19,9 +19,9 @@ What this module owns:
 - response bodies, files included (cache hits, Range reads), are read on the app's thread and written by the event
   loop, so reading the next chunk overlaps sending the last. No ``wsgi.file_wrapper`` is offered: on loopback this
   downloaded a 256 MiB cache hit in ~50 ms where sendfile(2) took 75-90 ms, as the kernel spends more per byte on
-  the page-sized pieces of a sendfile, on both sides of the connection (README, Benchmarks). Streamed bodies (image
-  data) are sent from a pool of ``STREAM_THREADS`` of their own, so downloads waiting on their clients never hold
-  the threads API requests need.
+  the page-sized pieces of a sendfile, on both sides of the connection (README, Benchmarks). Image data is sent,
+  and requests with streamed bodies (uploads) run, on a pool of ``STREAM_THREADS`` threads of their own, so
+  downloads and uploads waiting on their clients never hold the threads API requests need.
 - request bodies stream to the application as they arrive, with reading paused while more than
   ``BODY_BUFFER`` bytes wait for it, so an upload of any size uses bounded memory.
 """
@@ -53,10 +53,12 @@ log = logging.getLogger(__name__)
 
 BODY_BUFFER = 4 * 1024 * 1024  # request body bytes held for the app before reading from the socket pauses
 WRITE_BUFFER = 4 * 1024 * 1024  # response bytes queued for the socket before the app's thread waits
-# Streamed answers (image data) are sent by a pool of their own, so clients that read slowly, or not at all, hold
-# those threads and never the ones API requests need: with every request on one pool of 8, eight downloads
-# nobody read made GET /v2/cache wait for --idle-timeout. Each stalled one holds about 2 x WRITE_BUFFER.
+# Streamed answers (image data) are sent, and streamed request bodies (uploads) read, by a pool of their own, so
+# clients that send or read slowly, or not at all, hold those threads and never the ones API requests need: with
+# every request on one pool of 8, eight downloads nobody read, or eight uploads that stopped, made GET /v2/cache
+# wait for --idle-timeout. Each stalled download holds about 2 x WRITE_BUFFER, each upload up to BODY_BUFFER.
 STREAM_THREADS = 16
+STREAMED_BODY = 64 * 1024  # request bodies above this size (or chunked) are streamed: their request runs on the pool
 MAX_HEAD = 16 * 1024  # request line and headers: Glance's own max_header_line default (waitress allowed 256 KiB)
 FD_RESERVE = 64  # descriptors kept for files, databases and the listening socket when clamping the limit
 
@@ -343,7 +345,9 @@ class _Connection(asyncio.Protocol):
         self.flow = _Flow(self.loop, self.resume_reading)
         self.flow.writes_paused = self.writing_paused
         environ = self.listener.environ(request, self.flow, self.peer)
-        self.listener.pool.submit(self.listener.run_app, self, environ, self.flow)
+        streamed = _streams_its_body(environ)
+        pool = self.listener.streams if streamed else self.listener.pool
+        pool.submit(self.listener.run_app, self, environ, self.flow, streamed)
 
     def resume_reading(self) -> None:
         """The app drained the body buffer: read on (unless the body is complete, see ``data_received``)."""
@@ -596,7 +600,8 @@ class Listener:
         return environ
 
     # -- the app's thread
-    def run_app(self, conn: _Connection, environ: dict[str, Any], flow: _Flow) -> None:
+    def run_app(self, conn: _Connection, environ: dict[str, Any], flow: _Flow, streamed: bool) -> None:
+        """Run the app on one request and send its answer (``streamed``: on a thread of ``streams`` already)."""
         started: list[Any] = []  # [status, headers] once start_response is called
         head_sent = False
 
@@ -624,7 +629,7 @@ class Listener:
             log.exception("Serving %s %s failed", environ["REQUEST_METHOD"], environ["PATH_INFO"])
             self._call(conn.abort)
             return
-        if isinstance(result, list):  # made whole already (every answer but image data): sent from this thread
+        if streamed or isinstance(result, list):  # a list is made whole (every answer but image data)
             self._send_body(conn, environ, flow, result, head)
             return
         try:
@@ -679,6 +684,15 @@ class Listener:
     def _call(self, callback: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already closed: the listener stopped
             self.loop.call_soon_threadsafe(callback, *args)
+
+
+def _streams_its_body(environ: dict[str, Any]) -> bool:
+    """Whether a request comes with a body that may take its client long to send (an image upload): more than
+    ``STREAMED_BODY`` bytes, or chunked. Such requests run on the stream pool, as answers with image data do."""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return True
+    length = environ.get("CONTENT_LENGTH", "")
+    return length.isdigit() and int(length) > STREAMED_BODY
 
 
 def _verbatim_head(status: str, app_headers: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:

@@ -195,23 +195,31 @@ def test_download_that_is_not_read_is_cut_after_idle_timeout(server_factory: typ
     assert probe(server.port) is not None
 
 
-def test_downloads_nobody_reads_leave_api_requests_answering(server_factory: type[Server]) -> None:
-    """More downloads stalled at once than a node has request threads (8): each holds a thread that sends it, but
-    not one that API requests need, so the cache listing still answers at once (it waited for --idle-timeout)."""
+@pytest.mark.parametrize("stalled_by", ["downloads-nobody-reads", "uploads-that-stopped"])
+def test_stalled_image_transfers_leave_api_requests_answering(server_factory: type[Server], stalled_by: str) -> None:
+    """More image transfers stalled at once than a node has request threads (8): each holds a thread, but not one
+    that API requests need, so the cache listing still answers at once (it waited for --idle-timeout)."""
     server = server_factory("--idle-timeout", "60")
-    image_id = large_image(server.url, cached=True)
     stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(12)]
     try:
-        for download in stalled:
-            download.sendall(download_request(image_id))
-        for download in stalled:
-            assert download.recv(12) == b"HTTP/1.1 200"  # it is being sent; nothing more is read
+        if stalled_by == "downloads-nobody-reads":
+            image_id = large_image(server.url, cached=True)
+            for download in stalled:
+                download.sendall(download_request(image_id))
+            for download in stalled:
+                assert download.recv(12) == b"HTTP/1.1 200"  # it is being sent; nothing more is read
+        else:
+            with httpx.Client(timeout=5) as http:
+                images = [new_image(http, server.url) for _ in stalled]
+            for upload, image_id in zip(stalled, images, strict=True):
+                upload.sendall(upload_head(image_id) + b"z" * 1000)  # and nothing more
+            time.sleep(0.5)  # every upload has begun
         with httpx.Client(timeout=3) as http:
             listing = http.get(f"{server.url}/v2/cache")
-        assert listing.status_code == 200 and image_id in listing.text
+        assert listing.status_code == 200
     finally:
-        for download in stalled:
-            download.close()
+        for transfer in stalled:
+            transfer.close()
     assert probe(server.port) is not None
 
 
