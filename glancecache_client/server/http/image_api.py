@@ -363,26 +363,17 @@ class _FileBody:
         self._start_tee = tee
         self.tee: FileTee | None = None
 
-    def start(self) -> None:
-        """The body is about to be sent: begin its cache fill, if it has one."""
-        start, self._start_tee = self._start_tee, None
-        if start is not None:
-            self.tee = start()
-
-    def complete(self) -> None:
-        """All of the body but what the server holds back is sent: commit the fill (waits for it to end)."""
-        if self.tee is not None:
-            self.tee.sent()
-
     def close(self) -> None:
         try:
             if self.tee is not None:
-                self.tee.close()  # aborts a fill not completed; after complete() a no-op
+                self.tee.close()  # aborts a fill not committed; after sent() a no-op
         finally:
             self.handle.close()
 
     def __iter__(self) -> Iterator[bytes]:
-        self.start()
+        start_tee, self._start_tee = self._start_tee, None
+        if start_tee is not None:  # the body is being sent: its cache fill begins
+            self.tee = start_tee()
         self.handle.seek(self.offset)
         return self._chunks()
 
@@ -390,8 +381,8 @@ class _FileBody:
         remaining = self.length
         for chunk in _read_chunks(self.handle, self.length):
             remaining -= len(chunk)
-            if not remaining:
-                self.complete()  # before the last chunk: a client that has it all finds the image cached
+            if not remaining and self.tee is not None:
+                self.tee.sent()  # before the last chunk: a client that has it all finds the image cached
             yield chunk
 
 
